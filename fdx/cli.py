@@ -1,0 +1,29 @@
+"""The `fdx` command: `fdx <sub-command> [args]`; `fdx <sub-command> --help` describes each."""
+
+import importlib
+import sys
+from typing import Sequence
+
+# sub-command → (module with `main(argv) -> int`, one-line description)
+COMMANDS = {
+    'convert-weights': ('fdx.models.convert', 'PyTorch state dict → orbax checkpoint of flax variables'),
+    'grid': ('fdx.grid', "ablation grid over a config's sweep(): print or run one training per point"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f'  {name:<{width}}  {help_}' for name, (_, help_) in COMMANDS.items()]
+        print('usage: fdx <command> [args]\n\ncommands:\n' + '\n'.join(lines))
+        if argv and argv[0] not in ('-h', '--help'):
+            print(f'\nfdx: unknown command {argv[0]!r}', file=sys.stderr)
+            return 2
+        return 0
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Experiment configs: loading, command-line overrides, saving.
+
+An experiment config is a Python file defining ``get_config(arg=None)`` that
+returns an ``ml_collections.ConfigDict``; ``arg`` selects a variant (e.g.
+``mini``). It may also define ``sweep(arg=None)`` yielding dicts of dotted
+overrides (see ``fdx.grid``). A config spec is ``path/to/file.py`` or
+``path/to/file.py:arg``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+_PREFIXES = ("--config.", "config.")
+
+
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """Splits ``file.py[:arg]`` into the file path and the arg (None if absent)."""
+    path, sep, arg = spec.partition(".py:")
+    if sep:
+        return Path(path + ".py"), arg or None
+    return Path(spec), None
+
+
+def import_config_file(spec: str) -> tuple[ModuleType, str | None]:
+    """Imports the config file named by ``spec``; returns (module, arg)."""
+    path, arg = split_spec(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path} (from spec {spec!r})")
+    path = path.resolve()
+    name = "fdx_config_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # lets dataclasses/pickle in the file resolve it
+    module_spec.loader.exec_module(module)
+    return module, arg
+
+
+def load_config(spec: str) -> ConfigDict:
+    """Returns ``get_config(arg)`` of the config file named by ``spec``."""
+    return config_from_module(*import_config_file(spec))
+
+
+def config_from_module(module: ModuleType, arg: str | None) -> ConfigDict:
+    """Returns ``module.get_config(arg)``, checking that it exists and returns a ConfigDict."""
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {module.__file__} defines no get_config(arg=None)")
+    config = module.get_config(arg)
+    if not isinstance(config, ConfigDict):
+        raise ValueError(
+            f"get_config({arg!r}) in {module.__file__} returned "
+            f"{type(config).__name__}, expected ml_collections.ConfigDict"
+        )
+    return config
+
+
+def _dotted_keys(config: ConfigDict, prefix: str = "") -> Iterator[str]:
+    """Yields every dotted key of ``config``, nested ConfigDicts included."""
+    for key, value in config.items():
+        yield prefix + key
+        if isinstance(value, ConfigDict):
+            yield from _dotted_keys(value, f"{prefix}{key}.")
+
+
+def _parent_and_leaf(config: ConfigDict, key: str) -> tuple[ConfigDict, str]:
+    """Resolves a dotted key to (containing ConfigDict, last component)."""
+    *path, leaf = key.split(".")
+    parent = config
+    for part in path:
+        parent = parent.get(part) if isinstance(parent, ConfigDict) else None
+    if not isinstance(parent, ConfigDict) or leaf not in parent:
+        keys = list(_dotted_keys(config))
+        close = difflib.get_close_matches(key, keys, n=3) or [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:3]
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise KeyError(f"unknown config key {key!r}{hint}")
+    return parent, leaf
+
+
+def _literal_or_str(text: str) -> Any:
+    """``ast.literal_eval(text)``, or ``text`` itself if it is not a literal."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError):
+        return text
+
+
+def _parse(text: str, field_type: type) -> Any:
+    """Parses a command-line value for a field of type ``field_type``."""
+    if field_type is bool:
+        lowered = text.strip().lower()
+        if lowered not in ("true", "false", "1", "0"):
+            raise ValueError("expected true/false/1/0")
+        return lowered in ("true", "1")
+    if field_type in (int, float):
+        return field_type(text)
+    if field_type is str:
+        # A quoted Python string literal is unquoted ('3' -> "3"); see render_value.
+        value = _literal_or_str(text)
+        return value if isinstance(value, str) else text
+    if field_type in (tuple, list):
+        value = _literal_or_str(text)
+        if isinstance(value, str):  # comma-separated: a,b or 1,x
+            value = [_literal_or_str(item.strip()) for item in text.split(",") if item.strip()]
+        return field_type(value if isinstance(value, (tuple, list)) else [value])
+    return _literal_or_str(text)  # None-valued fields and any other type
+
+
+def render_value(value: Any) -> str:
+    """Renders a value as command-line text that ``apply_overrides`` parses back to it."""
+    if isinstance(value, str) and _literal_or_str(value) == value:
+        return value
+    return repr(value)
+
+
+def _normalize(overrides: Mapping[str, Any] | Sequence[str]) -> list[tuple[str, Any, bool]]:
+    """Returns [(dotted key, value, value_is_command_line_text)]."""
+    if isinstance(overrides, Mapping):
+        return [(key, value, False) for key, value in overrides.items()]
+    items = []
+    for arg in overrides:
+        key, sep, text = arg.partition("=")
+        if not sep:
+            raise ValueError(f"override {arg!r} is not of the form [--config.]key=value")
+        for prefix in _PREFIXES:
+            key = key.removeprefix(prefix)
+        items.append((key, text, True))
+    return items
+
+
+def apply_overrides(config: ConfigDict, overrides: Mapping[str, Any] | Sequence[str]) -> ConfigDict:
+    """Returns a locked copy of ``config`` with ``overrides`` applied.
+
+    ``overrides`` is a list of ``[--config.|config.]dotted.key=value`` strings,
+    whose values are parsed according to the existing field's type, or a dict
+    ``{dotted_key: value}`` of Python values. Unknown keys raise KeyError with
+    suggestions; unparsable or ill-typed values raise ValueError.
+    """
+    config = copy.deepcopy(config)
+    for key, value, from_text in _normalize(overrides):
+        parent, leaf = _parent_and_leaf(config, key)
+        field_type = parent.get_type(leaf)
+        try:
+            if field_type is ConfigDict:
+                raise TypeError(f"it is a nested ConfigDict; override its fields ({key}.<field>)")
+            parent[leaf] = _parse(value, field_type) if from_text else value
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"bad value {value!r} for config key {key!r} (expected {field_type.__name__}): {e}") from e
+    config.lock()
+    return config
+
+
+def save_config(config: ConfigDict, workdir: str | os.PathLike) -> None:
+    """Writes ``workdir/config.json`` and the human-readable ``workdir/config.txt``."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(sort_keys=True, indent=2))
+    (workdir / "config.txt").write_text(str(config))
+
+
+def load_saved_config(workdir: str | os.PathLike) -> ConfigDict:
+    """Reads back ``workdir/config.json`` as a locked ConfigDict (tuples come back as lists)."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path.name} in {workdir}: no run was started in this workdir")
+    config = ConfigDict(json.loads(path.read_text()))
+    config.lock()
+    return config
+
+
+def parse_cli(argv: Sequence[str]) -> tuple[str | None, list[str], list[str]]:
+    """Splits ``argv`` into (config spec, ``--config.k=v`` overrides, remaining args).
+
+    Accepts ``--config SPEC``, ``--config=SPEC``, ``--config.k=v`` and
+    ``--config.k v``; the remaining args are left for argparse.
+    """
+    spec, overrides, rest = None, [], []
+    args = iter(argv)
+    for arg in args:
+        flag, has_value, value = arg.partition("=")
+        if flag == "--config" or flag.startswith("--config."):
+            if not has_value:
+                value = next(args, None)
+                if value is None:
+                    raise ValueError(f"{flag} needs a value")
+            if flag != "--config":
+                overrides.append(f"{flag}={value}")
+            elif spec is not None:
+                raise ValueError(f"--config given twice: {spec!r} and {value!r}")
+            else:
+                spec = value
+        else:
+            rest.append(arg)
+    return spec, overrides, rest

@@ -1,0 +1,195 @@
+"""Ablation grids: expand a config's ``sweep()`` and run one training per point.
+
+``fdx grid CONFIG_SPEC [--root DIR] [--name NAME] [--dry-run] [--backend local]
+[--only SUBSTRING]``. Point ``i`` trains in ``<root>/<name>/<point_id>``; the
+trainer writes ``done.json`` there when it completes, so re-running the grid
+skips finished points and relaunches unfinished ones in place (the trainer
+resumes from its checkpoints). Per-point outcomes go to
+``<root>/<name>/grid_status.json``.
+
+The local backend runs ``python -m fdx.cli train ...``; the environment
+variable ``FDX_GRID_TRAIN_CMD`` (a shell-quoted command prefix, e.g.
+``python fake_train.py``) replaces ``python -m fdx.cli`` (used by tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fdx.config import apply_overrides, config_from_module, import_config_file, render_value, split_spec
+
+DONE_FILE = "done.json"
+STATUS_FILE = "grid_status.json"
+TRAIN_CMD_ENV = "FDX_GRID_TRAIN_CMD"
+_MAX_ID_BODY = 60  # characters after the "NNN-" prefix
+_STDERR_TAIL_LINES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One grid point: a readable, filesystem-safe id and its dotted overrides."""
+
+    point_id: str
+    overrides: dict
+
+
+def _safe(text: str) -> str:
+    """Maps ``text`` to ``[A-Za-z0-9._+-]`` characters (runs of others become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
+
+
+def _point_id(index: int, overrides: dict[str, Any]) -> str:
+    """``NNN-leaf=value,...``; a long body is cut and suffixed with a stable hash."""
+    body = ",".join(f"{key.rsplit('.', 1)[-1]}={_safe(str(value))}" for key, value in overrides.items())
+    if len(body) > _MAX_ID_BODY:
+        digest = hashlib.sha1(repr(list(overrides.items())).encode()).hexdigest()[:8]
+        body = f"{body[: _MAX_ID_BODY - 9]}-{digest}"
+    return f"{index:03d}-{body}" if body else f"{index:03d}"
+
+
+def expand_sweep(spec: str) -> list[Point]:
+    """Returns the points of ``sweep(arg)`` in the config file, all validated up front."""
+    module, arg = import_config_file(spec)
+    if not hasattr(module, "sweep"):
+        raise ValueError(f"config file {module.__file__} defines no sweep(arg=None)")
+    config = config_from_module(module, arg)
+    points = []
+    for index, overrides in enumerate(module.sweep(arg)):
+        point = Point(_point_id(index, overrides), dict(overrides))
+        try:
+            apply_overrides(config, point.overrides)
+        except (KeyError, ValueError) as e:
+            raise type(e)(f"sweep point {point.point_id} of {module.__file__}: {e.args[0]}") from e
+        points.append(point)
+    if not points:
+        raise ValueError(f"sweep({arg!r}) in {module.__file__} yielded no points")
+    return points
+
+
+def default_name(spec: str) -> str:
+    """Grid name from the spec: the config file stem, plus ``-arg`` if given."""
+    path, arg = split_spec(spec)
+    return _safe(f"{path.stem}-{arg}" if arg else path.stem)
+
+
+def point_command(spec: str, point: Point, root: str | os.PathLike, name: str) -> list[str]:
+    """The ``fdx train`` argv that trains ``point`` in ``<root>/<name>/<point_id>``."""
+    overrides = [f"--config.{key}={render_value(value)}" for key, value in point.overrides.items()]
+    workdir = Path(root, name, point.point_id)
+    return ["fdx", "train", "--config", spec, *overrides, "--workdir", str(workdir)]
+
+
+def train_command(spec: str, point: Point, root: str | os.PathLike, name: str) -> list[str]:
+    """``point_command`` with ``fdx`` replaced by ``$FDX_GRID_TRAIN_CMD`` or ``python -m fdx.cli``."""
+    prefix = os.environ.get(TRAIN_CMD_ENV)
+    executable = shlex.split(prefix) if prefix else [sys.executable, "-m", "fdx.cli"]
+    return executable + point_command(spec, point, root, name)[1:]
+
+
+def _run_point(spec: str, point: Point, root: str, name: str) -> dict[str, Any]:
+    """Runs (or skips) one point; returns its status record."""
+    workdir = Path(root, name, point.point_id)
+    record = {
+        "point_id": point.point_id,
+        "status": "finished",
+        "launch": None,
+        "exit_code": None,
+        "wall_s": None,
+        "workdir": str(workdir),
+    }
+    if (workdir / DONE_FILE).exists():
+        return record
+    launch = "resumed" if workdir.exists() else "started"
+    command = train_command(spec, point, root, name)
+    print(f"[grid] {launch} {point.point_id}: {shlex.join(command)}", flush=True)
+    tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+    start = time.monotonic()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+        for line in proc.stderr:  # tee: show the trainer's stderr, keep its tail
+            sys.stderr.write(line)
+            tail.append(line)
+    ok = proc.returncode == 0 and (workdir / DONE_FILE).exists()
+    record.update(
+        status=launch if ok else "failed",
+        launch=launch,
+        exit_code=proc.returncode,
+        wall_s=round(time.monotonic() - start, 3),
+    )
+    if not ok:
+        record["stderr_tail"] = "".join(tail)
+    return record
+
+
+def _write_status(path: Path, spec: str, records: list[dict[str, Any]]) -> None:
+    """Atomically writes the grid status file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"config": spec, "points": records}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _summary(records: list[dict[str, Any]]) -> str:
+    """A fixed-width table: point id, status, exit code, wall time."""
+    rows = [("point_id", "status", "exit", "wall_s")] + [
+        (
+            r["point_id"],
+            r["status"],
+            "-" if r["exit_code"] is None else str(r["exit_code"]),
+            "-" if r["wall_s"] is None else f"{r['wall_s']:.1f}",
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def run_local(spec: str, points: list[Point], root: str, name: str) -> int:
+    """Runs the points one after another; returns 0 iff all are finished."""
+    status_path = Path(root, name, STATUS_FILE)
+    records = []
+    for point in points:
+        records.append(_run_point(spec, point, root, name))
+        _write_status(status_path, spec, records)
+    print(_summary(records))
+    print(f"[grid] status: {status_path}")
+    return 0 if all(r["status"] != "failed" for r in records) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fdx grid``; ``argv`` holds the arguments after ``grid``."""
+    parser = argparse.ArgumentParser(prog="fdx grid", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", metavar="CONFIG_SPEC", help="path/to/config.py[:arg] defining sweep()")
+    parser.add_argument("--root", default="runs", help="runs root directory (default: ./runs)")
+    parser.add_argument("--name", help="grid name (default: config file stem, plus -arg)")
+    parser.add_argument("--dry-run", action="store_true", help="print one command per point, run nothing")
+    parser.add_argument(
+        "--backend", choices=["local"], default="local", help="local: run points one after another in subprocesses"
+    )
+    parser.add_argument("--only", metavar="POINT_ID_SUBSTRING", help="run only points whose id contains this")
+    args = parser.parse_args(argv)
+    name = args.name or default_name(args.config)
+    points = [p for p in expand_sweep(args.config) if args.only is None or args.only in p.point_id]
+    if not points:
+        print(f"fdx grid: no point id contains {args.only!r}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for point in points:
+            print(shlex.join(point_command(args.config, point, args.root, name)))
+        return 0
+    return run_local(args.config, points, args.root, name)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Data preprocessing (TFDS builders) and grain input pipelines."""

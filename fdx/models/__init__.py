@@ -1,0 +1,1 @@
+"""Backbones and method models (flax.linen, NHWC); each returns `(logits, features)`."""

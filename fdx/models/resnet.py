@@ -1,0 +1,87 @@
+"""ResNet-50 (He et al. 2016) in the torchvision/timm layout, NHWC, with an optional attention module per bottleneck.
+
+Names follow torchvision: `conv1`/`bn1` stem, `layer1` … `layer4` of bottlenecks `block0`, `block1`, …, classifier
+`head`. DMA-STA (and the CBAM baseline) insert an attention module in every bottleneck after `bn3` and before the
+residual add: pass its constructor as `block_attention`; it is built with `name='attention'`.
+"""
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from fdx.models.layers import batch_norm, conv, dense, max_pool
+
+
+class Bottleneck(nn.Module):
+    """1x1 → 3x3 (strided) → 1x1 (×4 channels), BN after each, [attention], residual add, ReLU."""
+
+    width: int
+    stride: int = 1
+    block_attention: Callable[..., nn.Module] | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        y = nn.relu(batch_norm(train, self.dtype, 'bn1')(conv(self.width, 1, dtype=self.dtype, name='conv1')(x)))
+        y = conv(self.width, 3, self.stride, 1, dtype=self.dtype, name='conv2')(y)
+        y = nn.relu(batch_norm(train, self.dtype, 'bn2')(y))
+        y = batch_norm(train, self.dtype, 'bn3')(conv(4 * self.width, 1, dtype=self.dtype, name='conv3')(y))
+        if self.block_attention is not None:
+            y = self.block_attention(name='attention')(y)
+        if x.shape[-1] != 4 * self.width or self.stride != 1:
+            x = conv(4 * self.width, 1, self.stride, dtype=self.dtype, name='downsample_conv')(x)
+            x = batch_norm(train, self.dtype, 'downsample_bn')(x)
+        return nn.relu(y + x)
+
+
+class Stage(nn.Module):
+    """`depth` bottlenecks; the first one strides and projects the shortcut."""
+
+    width: int
+    depth: int
+    stride: int
+    block_attention: Callable[..., nn.Module] | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for i in range(self.depth):
+            x = Bottleneck(
+                self.width, self.stride if i == 0 else 1, self.block_attention, self.dtype, name=f'block{i}'
+            )(x, train)
+        return x
+
+
+class ResNet(nn.Module):
+    """Bottleneck ResNet. Returns `(logits, features)` with features `stem`, `layer1` … `layer4`, `pre_logits`.
+
+    With `num_classes == 0` there is no head and the first output is the pooled 2048-d `pre_logits`.
+    """
+
+    stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    num_classes: int = 1000
+    block_attention: Callable[..., nn.Module] | None = None
+    dropout_rate: float = 0.0  # before the head; timm's `drop_rate`
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = conv(64, 7, 2, 3, dtype=self.dtype, name='conv1')(x.astype(self.dtype))
+        x = nn.relu(batch_norm(train, self.dtype, 'bn1')(x))
+        features = {'stem': x}
+        x = max_pool(x, 3, 2, 1)
+        for i, depth in enumerate(self.stage_sizes):
+            x = Stage(64 * 2**i, depth, 1 if i == 0 else 2, self.block_attention, self.dtype, name=f'layer{i + 1}')(
+                x, train
+            )
+            features[f'layer{i + 1}'] = x
+        x = features['pre_logits'] = jnp.mean(x, axis=(1, 2))
+        if self.num_classes:
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = dense(self.num_classes, dtype=self.dtype, name='head')(x)
+        return x.astype(jnp.float32), features
+
+
+def resnet50(**kwargs) -> ResNet:
+    return ResNet(stage_sizes=(3, 4, 6, 3), **kwargs)
