@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,torch
+EXTRAS := dev,torch,faces
 STAMP := $(VENV)/.installed
 
 .PHONY: test demo setup clean

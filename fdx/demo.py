@@ -44,9 +44,7 @@ def main(argv=None) -> int:
         logits = np.asarray(logits)
         ran = time.perf_counter() - start
         error = np.abs(logits - expected).max() / np.abs(expected).max()
-        print(
-            f'{arch:<22} {pretrained.count_params(variables):>12,} {error:>22.2e} {converted:>10.1f} {ran:>10.1f}'
-        )
+        print(f'{arch:<22} {pretrained.count_params(variables):>12,} {error:>22.2e} {converted:>10.1f} {ran:>10.1f}')
         if error > 1e-4:
             print(f'parity FAILED for {arch}', file=sys.stderr)
             return 1

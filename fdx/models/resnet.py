@@ -60,6 +60,7 @@ class ResNet(nn.Module):
     """
 
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    width: int = 64  # bottleneck width of layer1, doubled per stage (reduced only for tests)
     num_classes: int = 1000
     block_attention: Callable[..., nn.Module] | None = None
     dropout_rate: float = 0.0  # before the head; timm's `drop_rate`
@@ -67,14 +68,14 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = conv(64, 7, 2, 3, dtype=self.dtype, name='conv1')(x.astype(self.dtype))
+        x = conv(self.width, 7, 2, 3, dtype=self.dtype, name='conv1')(x.astype(self.dtype))
         x = nn.relu(batch_norm(train, self.dtype, 'bn1')(x))
         features = {'stem': x}
         x = max_pool(x, 3, 2, 1)
         for i, depth in enumerate(self.stage_sizes):
-            x = Stage(64 * 2**i, depth, 1 if i == 0 else 2, self.block_attention, self.dtype, name=f'layer{i + 1}')(
-                x, train
-            )
+            x = Stage(
+                self.width * 2**i, depth, 1 if i == 0 else 2, self.block_attention, self.dtype, name=f'layer{i + 1}'
+            )(x, train)
             features[f'layer{i + 1}'] = x
         x = features['pre_logits'] = jnp.mean(x, axis=(1, 2))
         if self.num_classes:

@@ -1,0 +1,182 @@
+"""grain input pipelines whose global batches do not depend on the number of processes or loader workers.
+
+Training step `s` reads the global batch of epoch `s // steps_per_epoch`: positions `[b * B, (b + 1) * B)` of that
+epoch's permutation of the records (`b = s % steps_per_epoch`; the last `N % B` positions of every epoch are dropped).
+Each process loads only its contiguous slice of `B / P` positions and augments record position `p` of the global
+stream (`epoch * N + position in epoch`) with `np.random.default_rng([seed, p])`, so concatenating the local batches
+of all processes gives the same global batch, augmentation included, for any process and worker count.
+
+A pipeline is a `grain.MapDataset` with one local batch per element, so `mp_prefetch` workers each produce whole
+batches that are interleaved back in order, and an iterator's state is a few batch counters (JSON).
+"""
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import grain
+import numpy as np
+from absl import flags
+from grain.sources import RandomAccessDataSource as Source
+
+Record = dict[str, Any]
+Transform = Callable[[Record, np.random.Generator], Record]
+
+
+def steps_per_epoch(num_records: int, global_batch_size: int) -> int:
+    """Full global batches per epoch (the remainder is dropped)."""
+    steps = num_records // global_batch_size
+    if steps == 0:
+        raise ValueError(f'{num_records} records make no full global batch of {global_batch_size}')
+    return steps
+
+
+def _local_batch_size(global_batch_size: int, process_index: int, process_count: int) -> int:
+    """Per-process share of the global batch."""
+    if global_batch_size <= 0 or global_batch_size % process_count:
+        raise ValueError(
+            f'global batch size {global_batch_size} is not a positive multiple of the process count {process_count}'
+        )
+    if not 0 <= process_index < process_count:
+        raise ValueError(f'process index {process_index} is outside [0, {process_count})')
+    return global_batch_size // process_count
+
+
+def _shuffle_seed(seed: int) -> int:
+    """32-bit seed for grain's shuffle, hashed so that run `seed + 1` does not replay run `seed`'s next epoch."""
+    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+
+class _TrainRecord:
+    """Local record `k` (of local batch `k // local_batch_size`) -> its transformed source record."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        global_batch_size: int,
+        seed: int,
+        process_index: int,
+        process_count: int,
+        transform: Transform | None,
+    ):
+        self.source = source
+        self.global_batch_size = global_batch_size
+        self.local_batch_size = _local_batch_size(global_batch_size, process_index, process_count)
+        self.process_index = process_index
+        self.steps_per_epoch = steps_per_epoch(len(source), global_batch_size)
+        self.seed = seed
+        self.transform = transform
+        # order[epoch * N + i] is the record at position i of the epoch; grain reseeds its shuffle every epoch.
+        self.order = grain.MapDataset.range(len(source)).shuffle(seed=_shuffle_seed(seed))
+
+    def __call__(self, k: int) -> Record:
+        step, slot = divmod(k, self.local_batch_size)
+        epoch, batch = divmod(step, self.steps_per_epoch)
+        position = batch * self.global_batch_size + self.process_index * self.local_batch_size + slot
+        stream_position = epoch * len(self.source) + position
+        record = dict(self.source[self.order[stream_position]])
+        if self.transform is not None:
+            record = self.transform(record, np.random.default_rng([self.seed, stream_position]))
+        return record
+
+
+class _EvalRecord:
+    """Local record `k` -> the record at its global position, or record 0 flagged invalid past the end."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        global_batch_size: int,
+        process_index: int,
+        process_count: int,
+        transform: Transform | None,
+    ):
+        self.source = source
+        self.global_batch_size = global_batch_size
+        self.local_batch_size = _local_batch_size(global_batch_size, process_index, process_count)
+        self.process_index = process_index
+        self.transform = transform
+
+    def __call__(self, k: int) -> Record:
+        step, slot = divmod(k, self.local_batch_size)
+        position = step * self.global_batch_size + self.process_index * self.local_batch_size + slot
+        valid = position < len(self.source)
+        index = position if valid else 0
+        record = dict(self.source[index])
+        if self.transform is not None:
+            record = self.transform(record, np.random.default_rng(index))
+        return {**record, 'valid': np.bool_(valid), 'index': np.int64(index)}
+
+
+def _batched(records: grain.MapDataset, local_batch_size: int) -> grain.IterDataset:
+    """Stacks consecutive records into local batches; reading and prefetching are left to `make_loader`."""
+    batches = records.batch(local_batch_size, drop_remainder=True)
+    return batches.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+
+
+def train_dataset(
+    source: Source,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    transform: Transform | None = None,
+    num_epochs: int | None = None,
+) -> grain.IterDataset:
+    """This process's local training batches, reshuffled every epoch, for `num_epochs` epochs (None: forever)."""
+    if num_epochs is not None and num_epochs <= 0:
+        raise ValueError(f'num_epochs must be positive or None, got {num_epochs}')
+    fn = _TrainRecord(
+        source,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        transform=transform,
+    )
+    num_steps = sys.maxsize // fn.local_batch_size if num_epochs is None else num_epochs * fn.steps_per_epoch
+    return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size)
+
+
+def eval_dataset(
+    source: Source,
+    *,
+    global_batch_size: int,
+    process_index: int,
+    process_count: int,
+    transform: Transform | None = None,
+) -> grain.IterDataset:
+    """This process's local evaluation batches: every record once, in order, the last global batch padded.
+
+    Batches carry `valid` (False on padding, which repeats record 0) and `index` (the record index). `transform`
+    gets a generator seeded with the record index.
+    """
+    fn = _EvalRecord(
+        source,
+        global_batch_size=global_batch_size,
+        process_index=process_index,
+        process_count=process_count,
+        transform=transform,
+    )
+    num_steps = -(-len(source) // global_batch_size)
+    return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size)
+
+
+def make_loader(dataset: grain.IterDataset, *, workers: int = 0, prefetch_buffer: int = 2) -> grain.DatasetIterator:
+    """A checkpointable iterator over `dataset`, loading in `workers` processes (0: a background thread).
+
+    `prefetch_buffer` batches are read ahead (per worker). The iterator's `get_state()`/`set_state()` resume exactly
+    and it saves with `grain.checkpoint.CheckpointSave`; restore its state into an iterator made with the same
+    number of workers.
+    """
+    if workers > 0:
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()  # worker processes read absl flags
+        options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=prefetch_buffer)
+        dataset = dataset.mp_prefetch(options)
+    elif prefetch_buffer > 0:
+        dataset = grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=prefetch_buffer)
+    return iter(dataset)

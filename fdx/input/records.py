@@ -1,0 +1,55 @@
+"""The prepared record: one face crop of one frame, with every quality of that frame and its metadata.
+
+`fdx prepare` writes these (TFDS, array_record); the views in `fdx.input.views` read them. Crops of all qualities of a
+frame (FF++ raw/c23/c40, DFDM crf0/crf10/crf23) and its manipulation mask share one crop window, so HQ/LQ pairs and
+masks align pixel for pixel by construction.
+
+Keys of a record (as `tfds.data_source` returns it):
+    image_<quality>  bytes    encoded crop (PNG or JPEG) in RGB order once decoded by `decode_image`
+    mask             bytes    encoded single-channel PNG of the mask crop; b'' when the video has no mask
+    landmarks        float32  [68, 2] dlib 68-point landmarks (x, y) in crop pixel coordinates
+    box              float32  [4] crop window (x0, y0, x1, y1) in original frame pixels
+    label            int64    0 real, 1 fake
+    class_id         int64    attribution class (index into the builder's class names; real = 0 where present)
+    video_id         bytes    unique video name, e.g. b'Deepfakes/000_003', b'DFDM/id01_id02_3_Dfaker'
+    video_index      int64    dense video number within the dataset (grouping key for clips and video metrics)
+    frame_index      int64    frame number in the decoded video
+    source_id        bytes    the original (target) video a fake was made from, e.g. b'000'; its own id for reals
+"""
+
+import cv2
+import numpy as np
+
+NUM_LANDMARKS = 68
+
+
+def image_key(quality: str) -> str:
+    return f'image_{quality}'
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded PNG/JPEG bytes → uint8 RGB [H, W, 3]; raises ValueError on undecodable bytes."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f'undecodable image ({len(data)} bytes)')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_mask(data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """Encoded mask → float32 [H, W] in [0, 1]; zeros of `shape` when there is no mask (b'')."""
+    if not data:
+        return np.zeros(shape, np.float32)
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ValueError(f'undecodable mask ({len(data)} bytes)')
+    return mask.astype(np.float32) / 255.0
+
+
+def encode_image(rgb: np.ndarray, fmt: str = 'png', quality: int = 95) -> bytes:
+    """uint8 RGB → PNG or JPEG bytes."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt in ('jpg', 'jpeg') else []
+    ok, data = cv2.imencode(f'.{fmt}', bgr, params)
+    if not ok:
+        raise ValueError(f'cannot encode a {rgb.shape} image as {fmt}')
+    return data.tobytes()

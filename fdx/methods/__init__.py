@@ -1,0 +1,28 @@
+"""Methods: what each paper supplies to the one trainer (model, initialisation, losses, prediction).
+
+`config.method` names one of `METHODS` (or is a `package.module:Class` path to a method defined elsewhere);
+`build(config)` instantiates it.
+"""
+
+import importlib
+
+from fdx.methods.base import Critic, LossOutput, Method
+
+__all__ = ['METHODS', 'Critic', 'LossOutput', 'Method', 'build']
+
+# config.method → 'module:class'
+METHODS = {
+    'classifier': 'fdx.methods.classifier:Classifier',
+}
+
+
+def build(config) -> Method:
+    """The method named by `config.method`, constructed from the whole experiment config."""
+    path = METHODS.get(config.method, config.method)
+    if ':' not in path:
+        raise ValueError(
+            f'config.method: unknown method {config.method!r}; choose from {", ".join(METHODS)} '
+            'or give a package.module:Class path'
+        )
+    module, name = path.split(':')
+    return getattr(importlib.import_module(module), name)(config)

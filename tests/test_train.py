@@ -1,0 +1,285 @@
+"""The trainer: end to end, exact resume after SIGKILL, device/process equivalence, critic, frozen groups, NaN stop."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from fdx import cli, train
+from fdx import config as config_lib
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / 'tests' / 'configs' / 'tiny.py')
+
+
+def env(devices: int = 1) -> dict[str, str]:
+    return {
+        **os.environ,
+        'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',
+        'JAX_PLATFORMS': 'cpu',
+        'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')]),
+    }
+
+
+def fdx(*args: str, devices: int = 1, **kwargs) -> subprocess.Popen:
+    command = [sys.executable, '-m', 'fdx.cli', *args]
+    return subprocess.Popen(command, env=env(devices), cwd=ROOT, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def finish(process: subprocess.Popen, expect: int = 0) -> str:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == expect, stderr[-3000:]
+    return stderr
+
+
+def losses(workdir: Path) -> dict[int, float]:
+    """The loss of every step, the last record winning (a resumed run re-logs the steps after its checkpoint)."""
+    records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+    return {r['step']: r['loss'] for r in records if 'loss' in r}
+
+
+def restored_state(workdir: Path) -> dict:
+    """The train state of the newest complete checkpoint, onto this process's first device (any saved topology)."""
+    manager = ocp.CheckpointManager(workdir / 'checkpoints')
+    path = workdir / 'checkpoints' / str(manager.latest_step()) / 'state'
+    manager.close()
+    checkpointer = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), checkpointer.metadata(path).item_metadata
+    )
+    return checkpointer.restore(path, target)
+
+
+@pytest.fixture(scope='module')
+def reference_run(tmp_path_factory):
+    """An uninterrupted 12-step run of the tiny config on one device."""
+    workdir = tmp_path_factory.mktemp('reference')
+    finish(fdx('train', '--config', TINY, '--workdir', str(workdir)))
+    return workdir
+
+
+def test_end_to_end_outputs(reference_run):
+    done = json.loads((reference_run / train.DONE_FILE).read_text())
+    assert done['step'] == 12 and set(done['eval']['test']) == {'frame', 'video'}
+    assert done['eval']['test']['frame']['n'] == 40 and done['eval']['test']['video']['n'] == 10
+    assert sorted(losses(reference_run)) == list(range(1, 13))
+    record = json.loads((reference_run / 'metrics.jsonl').read_text().splitlines()[0])
+    assert {'loss', 'loss/cls', 'train/accuracy', 'grad_norm', 'lr/default'} <= set(record)
+    assert list((reference_run / 'tb').glob('events.out.tfevents.*'))
+    assert (reference_run / 'parameters.txt').read_text().startswith('variable')
+    assert json.loads((reference_run / 'config.json').read_text())['batch_size'] == 8
+    assert sorted(ocp.CheckpointManager(reference_run / 'checkpoints').all_steps()) == [9, 12]  # keep 2
+    assert (reference_run / 'eval' / 'step_12' / 'roc_test_frame.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_eval_from_checkpoint(reference_run, tmp_path):
+    out = tmp_path / 'eval9'
+    finish(fdx('eval', '--workdir', str(reference_run), '--step', '9', '--out', str(out)))
+    metrics = json.loads((out / 'metrics_test.json').read_text())
+    assert 0 <= metrics['frame']['auc'] <= 1 and metrics['frame']['n'] == 40
+    assert (out / 'roc_test_video.png').is_file()
+    stderr = finish(fdx('eval', '--workdir', str(reference_run), '--step', '5'), expect=2)
+    assert 'no checkpoint for step 5 (available: [9, 12])' in stderr
+    stderr = finish(fdx('eval', '--workdir', str(reference_run), '--config.data.recods=1'), expect=2)
+    assert "unknown config key 'data.recods'" in stderr and 'data.records' in stderr
+
+
+def test_exact_resume_after_sigkill(reference_run, tmp_path):
+    workdir = tmp_path / 'killed'
+    process = fdx('train', '--config', TINY, '--workdir', str(workdir), stdout=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (workdir / 'metrics.jsonl').is_file() or max(losses(workdir), default=0) < 8:
+        assert time.time() < deadline and process.poll() is None, 'the run ended before it could be killed'
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (workdir / train.DONE_FILE).exists()
+    stderr = finish(fdx('train', '--config', TINY, '--workdir', str(workdir)))
+    assert 'resumed from step' in stderr
+    assert losses(workdir) == losses(reference_run)  # bit-identical floats at every step
+
+
+def test_kill_during_checkpoint_save(reference_run, tmp_path):
+    workdir = tmp_path / 'killed-in-save'
+    checkpoints = workdir / 'checkpoints'
+    caught = None
+    for _ in range(5):  # the kill must land while orbax is writing a checkpoint; retry if it missed
+        process = fdx(
+            'train',
+            '--config',
+            TINY,
+            '--workdir',
+            str(workdir),
+            '--config.checkpoint.every=1',
+            stdout=subprocess.DEVNULL,
+        )
+        while process.poll() is None:
+            partial = [p for p in checkpoints.glob('*') if 'tmp' in p.name] if checkpoints.is_dir() else []
+            if partial and any(p.name.isdigit() for p in checkpoints.glob('*')):
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                caught = partial
+                break
+        if caught:
+            break
+    assert caught, 'never caught a save in progress'
+    finished = [int(p.name) for p in checkpoints.glob('*') if p.name.isdigit()]
+    restored = restored_state(workdir)  # the newest complete checkpoint restores
+    assert int(restored['step']) == max(finished)
+    finish(fdx('train', '--config', TINY, '--workdir', str(workdir), '--config.checkpoint.every=1'))
+    assert losses(workdir) == losses(reference_run)
+
+
+def test_one_device_equals_eight(reference_run, tmp_path):
+    workdir = tmp_path / 'eight'
+    finish(fdx('train', '--config', TINY, '--workdir', str(workdir), devices=8))
+    one, eight = losses(reference_run), losses(workdir)
+    np.testing.assert_allclose([eight[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=2e-5)
+    stats_one, stats_eight = restored_state(reference_run)['model_state'], restored_state(workdir)['model_state']
+    for a, b in zip(jax.tree.leaves(stats_one), jax.tree.leaves(stats_eight)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fsdp_over_data_and_model_axes_equals_one_device(reference_run, tmp_path):
+    workdir = tmp_path / 'fsdp'
+    overrides = [
+        '--config.mesh.data=4',
+        '--config.mesh.model=2',
+        '--config.sharding.fsdp=True',
+        '--config.sharding.min_fsdp_size=64',
+    ]
+    stderr = finish(fdx('train', '--config', TINY, '--workdir', str(workdir), *overrides, devices=8))
+    assert "mesh {'data': 4, 'model': 2}" in stderr
+    line = next(line for line in stderr.splitlines() if 'state arrays sharded' in line)
+    assert int(line.split(' of ')[0].rsplit(' ', 1)[-1]) > 0, line
+    one, fsdp = losses(reference_run), losses(workdir)
+    np.testing.assert_allclose([fsdp[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=2e-5)
+
+
+def test_two_processes_equal_one(tmp_path):
+    reference = tmp_path / 'one-process'
+    finish(fdx('train', '--config', TINY, '--workdir', str(reference), '--config.total_steps=6', devices=8))
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    workdir = tmp_path / 'two-processes'
+    processes = [
+        fdx(
+            'train',
+            '--config',
+            TINY,
+            '--workdir',
+            str(workdir),
+            '--config.total_steps=6',
+            '--coordinator',
+            f'127.0.0.1:{port}',
+            '--num-processes',
+            '2',
+            '--process-id',
+            str(i),
+            devices=4,
+        )
+        for i in range(2)
+    ]
+    for process in processes:
+        stderr = finish(process)
+    assert "2 process(es)" in stderr or (workdir / train.DONE_FILE).is_file()
+    one, two = losses(reference), losses(workdir)
+    assert sorted(two) == list(range(1, 7))
+    np.testing.assert_allclose([two[s] for s in range(1, 7)], [one[s] for s in range(1, 7)], rtol=2e-5)
+    done_one = json.loads((reference / train.DONE_FILE).read_text())['eval']
+    done_two = json.loads((workdir / train.DONE_FILE).read_text())['eval']
+    assert done_one['test']['frame']['n'] == done_two['test']['frame']['n'] == 40
+    np.testing.assert_allclose(done_two['test']['frame']['auc'], done_one['test']['frame']['auc'], atol=1e-6)
+
+
+def tiny(*overrides: str, arg: str | None = None):
+    spec = TINY + (f':{arg}' if arg else '')
+    return config_lib.apply_overrides(config_lib.load_config(spec), list(overrides))
+
+
+def test_frozen_group_stays_bit_identical(tmp_path):
+    config = tiny("--config.optim.groups=({'pattern': '^layer1/', 'frozen': True},)", '--config.total_steps=4')
+    train.train(config, tmp_path)
+    initial = train.setup_for(config).initial_state()
+    final = restored_state(tmp_path)
+    for name, changed in (('layer1', False), ('layer2', True), ('head', True)):
+        a, b = jax.tree.leaves(initial.params[name]), jax.tree.leaves(final['params'][name])
+        assert all(np.array_equal(x, y) for x, y in zip(a, b)) != changed, name
+
+
+def test_bf16_compute_with_remat_keeps_f32_params(tmp_path):
+    config = tiny('--config.model.dtype=bfloat16', '--config.model.remat=True', '--config.total_steps=3')
+    results = train.train(config, tmp_path)
+    state = restored_state(tmp_path)
+    assert {leaf.dtype for leaf in jax.tree.leaves(state['params'])} == {np.dtype('float32')}
+    assert np.isfinite([v for k, v in losses(tmp_path).items()]).all() and results['test']['frame']['n'] == 40
+
+
+def test_alternating_critic_trains(tmp_path):
+    config = tiny(
+        "--config.method=toy_methods:MeanGenerator", '--config.total_steps=60', '--config.checkpoint.every=60'
+    )
+    config.unlock()
+    config.loss.gp_weight = 10.0
+    config.optim.name = config.critic_optim.name = 'adam'
+    config.optim.lr, config.critic_optim.lr = 0.02, 0.02
+    sys.path.insert(0, str(ROOT / 'tests'))
+    try:
+        train.train(config, tmp_path)
+    finally:
+        sys.path.remove(str(ROOT / 'tests'))
+    state = restored_state(tmp_path)
+    source = train.input_lib.build_source(config.data, 'train')
+    real_mean = np.stack([source[i]['image'].mean((0, 1)) + 1.0 for i in range(len(source))]).mean(0)
+    # The generator's mean starts at 0 and moves towards the real vectors' mean (about (1, 1, 1)).
+    assert np.linalg.norm(state['params']['mean'] - real_mean) < 0.5 * np.linalg.norm(real_mean)
+    records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+    assert all('critic/wasserstein' in r and 'critic/gradient_penalty' in r for r in records if 'loss' in r)
+    counts = [int(x) for x in jax.tree.leaves(state['critic_opt_state']) if np.ndim(x) == 0]
+    assert 3 * 60 in counts  # three critic updates per generator step
+
+
+def test_non_finite_loss_stops_with_named_step(tmp_path):
+    workdir = tmp_path / 'nan'
+    config = tiny('--config.method=toy_methods:NanAfter', '--config.checkpoint.every=2')
+    config.unlock()
+    config.loss.nan_step = 5
+    config_lib.save_config(config, workdir)
+    process = fdx('train', '--workdir', str(workdir))
+    stderr = finish(process, expect=3)
+    assert 'non-finite loss at step 5: loss=nan, loss/cls=nan' in stderr
+    assert restored_state(workdir)['step'] == 4  # the last good checkpoint is intact
+    assert not (workdir / train.DONE_FILE).exists()
+
+
+def test_config_mismatch_in_existing_workdir(reference_run):
+    stderr = finish(fdx('train', '--config', TINY, '--workdir', str(reference_run), '--config.optim.lr=0.5'), expect=2)
+    assert 'differs in: optim' in stderr
+
+
+def test_grid_runs_points_and_skips_finished(tmp_path, capsys, monkeypatch):
+    args = ['grid', TINY, '--root', str(tmp_path), '--name', 'g']
+    assert cli.main([*args, '--dry-run']) == 0
+    commands = capsys.readouterr().out.strip().splitlines()
+    assert len(commands) == 2 and all('fdx train --config' in c and "--config.optim.lr=" in c for c in commands)
+    for key, value in env().items():  # the points run `python -m fdx.cli train` as subprocesses
+        monkeypatch.setenv(key, value)
+    assert cli.main([*args, '--backend', 'local']) == 0
+    first = json.loads((tmp_path / 'g' / 'grid_status.json').read_text())
+    assert [p['status'] for p in first['points']] == ['started', 'started']
+    assert cli.main([*args, '--backend', 'local']) == 0
+    second = json.loads((tmp_path / 'g' / 'grid_status.json').read_text())
+    assert [p['status'] for p in second['points']] == ['finished', 'finished']
+    for point in first['points']:
+        assert json.loads((Path(point['workdir']) / 'config.json').read_text())['total_steps'] == 4
