@@ -7,9 +7,11 @@ from typing import Sequence
 # sub-command → (module with `main(argv) -> int`, one-line description)
 COMMANDS = {
     'convert-weights': ('fdx.models.convert', 'PyTorch state dict → orbax checkpoint of flax variables'),
+    'prepare': ('fdx.input.prepare', 'raw FF++ / Celeb-DF / DFDM videos → face-crop TFDS records'),
     'train': ('fdx.train', 'train (or resume) an experiment config in a workdir'),
     'eval': ('fdx.evaluate', 'evaluate a checkpoint of a workdir on any split'),
     'grid': ('fdx.grid', "ablation grid over a config's sweep(): print or run one training per point"),
+    'crosseval': ('fdx.crosseval', 'evaluate every point of a grid on every value of a key; markdown table'),
 }
 
 

@@ -2,7 +2,7 @@
 
 Predictions are gathered from every process (the jitted predict step returns replicated arrays), padding is dropped,
 and the metrics of `fdx.metrics` are computed once over the whole set: frame level and, where records carry a
-`video_id`, video level (mean frame probability per video). Writes `metrics.json` and a ROC curve (binary) or a
+`video_index`, video level (mean frame probability per video). Writes `metrics.json` and a ROC curve (binary) or a
 confusion matrix (attribution) PNG.
 """
 
@@ -20,7 +20,7 @@ from fdx import input as input_lib
 from fdx import metrics, sharding, writers
 from fdx.input import pipeline
 
-PASSTHROUGH = ('label', 'valid', 'index', 'video_id')
+PASSTHROUGH = ('label', 'valid', 'index', 'video_index')
 
 
 def predict_split(setup, variables: dict, split: str) -> dict[str, np.ndarray]:
@@ -53,12 +53,12 @@ def predict_split(setup, variables: dict, split: str) -> dict[str, np.ndarray]:
 
 
 def _levels(predictions: dict[str, np.ndarray], key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(labels, scores or probs) per level: frames, and videos when records carry a `video_id`."""
+    """(labels, scores or probs) per level: frames, and videos when records carry a `video_index`."""
     labels, values = predictions['label'], predictions[key]
     levels = {'frame': (labels, values)}
-    if 'video_id' in predictions:
+    if 'video_index' in predictions:
         aggregate = metrics.video_level if key == 'score' else metrics.video_level_multiclass
-        levels['video'] = aggregate(labels, values, predictions['video_id'])[:2]
+        levels['video'] = aggregate(labels, values, predictions['video_index'])[:2]
     return levels
 
 

@@ -85,7 +85,9 @@ class Setup:
         self.total_steps = config.total_steps or config.num_epochs * steps_per_epoch
         # Global shapes of a batch: the leading axis gathers all processes.
         self.batch_shapes = {
-            k: jax.ShapeDtypeStruct((v.shape[0] * jax.process_count(), *v.shape[1:]), v.dtype)
+            k: jax.ShapeDtypeStruct(
+                (v.shape[0] * jax.process_count(), *v.shape[1:]), jax.dtypes.canonicalize_dtype(v.dtype)
+            )
             for k, v in example_batch.items()
         }
         self.batch_sharding = sharding.batch_sharding(self.mesh)

@@ -224,7 +224,7 @@ def test_synthetic_source_deterministic():
         assert not np.array_equal(a[i]['image'], other[i]['image'])
     record = a[3]
     assert record['image'].shape == (6, 6, 3) and record['image'].dtype == np.float32
-    assert record['label'].dtype == np.int32 and record['video_id'].dtype == np.int32
+    assert record['label'].dtype == np.int32 and record['video_index'].dtype == np.int32
     assert -1 <= record['image'].min() and record['image'].max() <= 1
     assert SyntheticSource(4, 5, 2, frames=3)[0]['image'].shape == (3, 5, 5, 3)
     with pytest.raises(IndexError):
@@ -233,13 +233,13 @@ def test_synthetic_source_deterministic():
 
 def test_synthetic_videos_share_labels():
     source = SyntheticSource(20, 4, 2, num_videos=6)
-    video = np.array([source[i]['video_id'] for i in range(20)])
+    video = np.array([source[i]['video_index'] for i in range(20)])
     label = np.array([source[i]['label'] for i in range(20)])
     assert np.all(np.diff(video) >= 0) and set(video) == set(range(6))
     for v in range(6):
         assert len(set(label[video == v])) == 1
     assert set(label) == {0, 1}
-    assert len({int(SyntheticSource(5, 4, 2)[i]['video_id']) for i in range(5)}) == 5
+    assert len({int(SyntheticSource(5, 4, 2)[i]['video_index']) for i in range(5)}) == 5
 
 
 def test_synthetic_classes_separable_by_mean_colour():

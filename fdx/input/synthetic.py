@@ -9,7 +9,7 @@ class SyntheticSource:
     """`num_records` records grouped into `num_videos` contiguous videos (default: one video per record).
 
     Record `i` has `image` float32 [H, W, 3] (or [frames, H, W, 3] when `frames > 0`) in [-1, 1], `label` int32 and
-    `video_id` int32. A video's label is `video_id % num_classes`; its images are the class's colour (classes
+    `video_index` int32. A video's label is `video_index % num_classes`; its images are the class's colour (classes
     spread around the colour wheel) plus Gaussian noise drawn from `(seed, i)`, so a tiny model separates them fast.
     """
 
@@ -39,11 +39,11 @@ class SyntheticSource:
     def __getitem__(self, index: int) -> Record:
         if not 0 <= index < self.num_records:
             raise IndexError(f'record {index} is outside [0, {self.num_records})')
-        video_id = index * self.num_videos // self.num_records
-        label = video_id % self.num_classes
+        video_index = index * self.num_videos // self.num_records
+        label = video_index % self.num_classes
         noise = np.random.default_rng([self.seed, index]).standard_normal(self.shape, dtype=np.float32)
         image = np.clip(self.colours[label] + 0.3 * noise, -1.0, 1.0)
-        return {'image': image, 'label': np.int32(label), 'video_id': np.int32(video_id)}
+        return {'image': image, 'label': np.int32(label), 'video_index': np.int32(video_index)}
 
 
 def synthetic_flip(record: Record, rng: np.random.Generator) -> Record:

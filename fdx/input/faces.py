@@ -1,0 +1,132 @@
+"""Face detection, 68-point landmarks and face crops for `fdx prepare`.
+
+Detectors follow the `FaceDetector` protocol (`detect(rgb) -> list[Face]`); `DlibDetector` is dlib's HOG frontal
+detector with the 68-point shape predictor of face-recognition-models. Boxes and crop windows are (x0, y0, x1, y1)
+with exclusive x1/y1 in frame pixels; landmarks are (x, y) pixel positions.
+"""
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+INSTALL_HINT = 'pip install -e ".[faces]"'
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    box: np.ndarray  # float32 [4] x0, y0, x1, y1
+    landmarks: np.ndarray  # float32 [68, 2] (x, y) in frame pixels
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0))
+
+
+class FaceDetector(Protocol):
+    def detect(self, rgb: np.ndarray) -> list[Face]: ...
+
+
+def _predictor_path() -> Path:
+    spec = importlib.util.find_spec('face_recognition_models')
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f'DlibDetector needs the face-recognition-models package: {INSTALL_HINT}')
+    path = Path(spec.submodule_search_locations[0]) / 'models' / 'shape_predictor_68_face_landmarks.dat'
+    if not path.is_file():
+        raise ImportError(f'face-recognition-models has no {path.name} (at {path}): reinstall it with {INSTALL_HINT}')
+    return path
+
+
+class DlibDetector:
+    """dlib HOG frontal face detector (upsampling the image `upsample` times) + the 68-point shape predictor.
+
+    The dlib objects are built on first use and left out of pickles, so a detector can be sent to worker processes.
+    """
+
+    def __init__(self, upsample: int = 0):
+        self.upsample = upsample
+        self._models = None
+
+    def __getstate__(self) -> dict:
+        return {'upsample': self.upsample}
+
+    def __setstate__(self, state: dict):
+        self.upsample = state['upsample']
+        self._models = None
+
+    def _load(self):
+        if self._models is None:
+            try:
+                import dlib
+            except ImportError as error:
+                raise ImportError(f'DlibDetector needs dlib (the dlib-bin package): {INSTALL_HINT}') from error
+            self._models = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(_predictor_path()))
+        return self._models
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Every frontal face in a uint8 RGB (or grayscale) frame, in the detector's order (best first)."""
+        detector, predictor = self._load()
+        image = np.ascontiguousarray(rgb, dtype=np.uint8)
+        rects, scores, _ = detector.run(image, self.upsample, 0.0)
+        faces = []
+        for rect, score in zip(rects, scores):
+            shape = predictor(image, rect)
+            landmarks = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+            box = np.array([rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1], np.float32)
+            faces.append(Face(box, landmarks, float(score)))
+        return faces
+
+
+def largest_face(faces: list[Face]) -> Face | None:
+    """The face with the largest box area; None if there is none."""
+    return max(faces, key=lambda face: face.area, default=None)
+
+
+def crop_window(box, frame_shape: tuple[int, ...], scale: float = 1.3, square: bool = True) -> np.ndarray:
+    """The crop window (int [4] x0, y0, x1, y1) of a face box enlarged `scale` times about its centre.
+
+    square: side max(w, h) × scale (FF++/DeepfakeBench), no larger than the frame, shifted (not cut) to lie inside it,
+    so a window is always square. Otherwise width and height scale separately and the window is clipped to the frame.
+    """
+    height, width = frame_shape[:2]
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if square:
+        side = min(round(max(x1 - x0, y1 - y0) * scale), width, height)
+        left = min(max(round(cx - side / 2), 0), width - side)
+        top = min(max(round(cy - side / 2), 0), height - side)
+        return np.array([left, top, left + side, top + side], np.int64)
+    half_w, half_h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
+    window = np.round([cx - half_w, cy - half_h, cx + half_w, cy + half_h]).astype(np.int64)
+    return np.clip(window, 0, [width, height, width, height])
+
+
+def crop(frame: np.ndarray, window, size: int) -> np.ndarray:
+    """Cut `window` out of a frame ([H, W, C] image or [H, W] mask) and resize it to size × size.
+
+    Shrinking uses INTER_AREA; growing INTER_CUBIC for images and INTER_LINEAR for masks (no overshoot).
+    """
+    x0, y0, x1, y1 = (int(v) for v in window)
+    if not (0 <= x0 < x1 <= frame.shape[1] and 0 <= y0 < y1 <= frame.shape[0]):
+        raise ValueError(f'crop window {(x0, y0, x1, y1)} is empty or outside the {frame.shape[:2]} frame')
+    patch = frame[y0:y1, x0:x1]
+    if max(x1 - x0, y1 - y0) > size:
+        interpolation = cv2.INTER_AREA
+    else:
+        interpolation = cv2.INTER_LINEAR if frame.ndim == 2 else cv2.INTER_CUBIC
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def landmarks_to_crop(landmarks: np.ndarray, window, size: int) -> np.ndarray:
+    """Frame-pixel landmarks → pixel coordinates in the `crop(frame, window, size)` image (float32 [N, 2]).
+
+    Pixel centres map to pixel centres as in cv2.resize: u = (x - x0 + 0.5) × size / w - 0.5.
+    """
+    x0, y0, x1, y1 = (float(v) for v in window)
+    scale = np.array([size / (x1 - x0), size / (y1 - y0)], np.float64)
+    points = (np.asarray(landmarks, np.float64) - [x0, y0] + 0.5) * scale - 0.5
+    return points.astype(np.float32)

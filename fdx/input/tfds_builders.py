@@ -1,0 +1,250 @@
+"""TFDS builders of the prepared face-crop datasets (array_record, readable without TensorFlow).
+
+They follow TFDS conventions: manual download (the raw dataset is `--manual_dir`), versions, builder configs naming
+the extraction options, so `tfds build fdx/input/tfds_builders.py --manual_dir RAW --data_dir DATA` works as well as
+`fdx prepare`, which runs the extraction in parallel first. The record schema is documented in `fdx.input.records`.
+"""
+
+import collections
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from fdx.input import layouts, records
+from fdx.input.prepare import Options, extract_all, load_record
+
+DATA_VERSION = '1.0.0'
+
+
+@dataclasses.dataclass(eq=False)
+class FaceCropsConfig(tfds.core.BuilderConfig):
+    """Extraction options and layout options (qualities, FF++ methods, DFDM split seed)."""
+
+    options: Options = Options()
+    scan_options: dict = dataclasses.field(default_factory=dict)
+
+
+class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Common builder: one record per sampled frame with the crops of every quality (see fdx.input.records)."""
+
+    VERSION = tfds.core.Version(DATA_VERSION)
+    RELEASE_NOTES = {DATA_VERSION: 'Face crops, 68 landmarks, masks, per-frame metadata.'}
+    BUILDER_CONFIG_CLASS = FaceCropsConfig
+    dataset: str
+    class_names: tuple[str, ...]
+    qualities: tuple[str, ...]
+
+    def __init__(self, *, workers: int = 1, **kwargs):
+        kwargs.setdefault('file_format', 'array_record')  # random access, no TensorFlow needed to read
+        super().__init__(**kwargs)
+        self.workers = workers
+
+    @classmethod
+    def make_config(cls, options: Options = Options(), scan_options: dict | None = None) -> FaceCropsConfig:
+        scan_options = dict(scan_options or {})
+        qualities = tuple(scan_options.setdefault('qualities', cls.qualities))
+        name = f'{"_".join(qualities)}-{options.name()}'
+        if 'methods' in scan_options:
+            name += '-' + '_'.join(m.lower() for m in scan_options['methods'])
+        if scan_options.get('seed'):
+            name += f'-seed{scan_options["seed"]}'
+        return FaceCropsConfig(
+            name=name,
+            version=DATA_VERSION,
+            options=options,
+            scan_options=scan_options,
+            description=f'{cls.dataset} face crops: {name}',
+        )
+
+    def _class_names(self) -> tuple[str, ...]:
+        if 'methods' in self.builder_config.scan_options:
+            return ('real', *self.builder_config.scan_options['methods'])
+        return self.class_names
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        qualities = self.builder_config.scan_options['qualities']
+        features = {records.image_key(q): tfds.features.Tensor(shape=(), dtype=np.object_) for q in qualities}
+        features.update(
+            mask=tfds.features.Tensor(shape=(), dtype=np.object_),
+            landmarks=tfds.features.Tensor(shape=(records.NUM_LANDMARKS, 2), dtype=np.float32),
+            box=tfds.features.Tensor(shape=(4,), dtype=np.float32),
+            label=tfds.features.ClassLabel(names=['real', 'fake']),
+            class_id=tfds.features.ClassLabel(names=list(self._class_names())),
+            video_id=tfds.features.Text(),
+            video_index=tfds.features.Scalar(dtype=np.int64),
+            frame_index=tfds.features.Scalar(dtype=np.int64),
+            source_id=tfds.features.Text(),
+        )
+        return tfds.core.DatasetInfo(
+            builder=self, features=tfds.features.FeaturesDict(features), description=self.__doc__
+        )
+
+    def extraction_cache(self) -> Path:
+        return Path(self._data_dir_root) / '_extract' / self.dataset / self.builder_config.name
+
+    def _split_generators(self, dl_manager):
+        layout = layouts.scan(self.dataset, Path(dl_manager.manual_dir), **self.builder_config.scan_options)
+        metas = extract_all(layout, self.builder_config.options, self.extraction_cache(), self.workers)
+        usable = sorted(job.video_id for job in layout.jobs if metas[job.video_id].get('records'))
+        video_index = {video_id: i for i, video_id in enumerate(usable)}
+        by_split = collections.defaultdict(list)
+        for job in layout.jobs:
+            if job.video_id in video_index:
+                by_split[job.split].append(job)
+        return {
+            split: self._generate_examples(jobs, metas, video_index, layout.qualities)
+            for split, jobs in sorted(by_split.items())
+        }
+
+    def _generate_examples(self, jobs, metas, video_index, qualities):
+        cache = self.extraction_cache()
+        for job in jobs:
+            for item in metas[job.video_id]['records']:
+                yield (
+                    f'{job.video_id}/{item["frame_index"]}',
+                    load_record(cache, job, qualities, item, video_index[job.video_id]),
+                )
+
+
+class Ffpp(_FaceCrops):
+    """FaceForensics++ (original youtube + manipulated sequences, raw/c23/c40, masks, official pair splits)."""
+
+    name = 'ffpp'
+    dataset = 'ffpp'
+    class_names = ('real', *layouts.FFPP_DEFAULT_METHODS)
+    qualities = layouts.FFPP_DEFAULT_QUALITIES
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Download FaceForensics++ with its official script (original_sequences/youtube and manipulated_sequences/'
+        '<method> at the qualities you need, plus masks) and put the split files train.json/val.json/test.json in '
+        '<manual_dir>/splits/. Pass that folder as --manual_dir (or `fdx prepare ffpp --src`).'
+    )
+
+
+class CelebDf(_FaceCrops):
+    """Celeb-DF v2 (Celeb-real, YouTube-real, Celeb-synthesis; the official test list)."""
+
+    name = 'celebdf'
+    dataset = 'celebdf'
+    class_names = ('real', 'fake')
+    qualities = ('raw',)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Request Celeb-DF v2 from its authors and extract it so that <manual_dir> holds Celeb-real/, YouTube-real/, '
+        'Celeb-synthesis/ and List_of_testing_videos.txt.'
+    )
+
+
+class Dfdm(_FaceCrops):
+    """DFDM: videos of five autoencoder face-swap models at H.264 CRF 0/10/23 (model attribution)."""
+
+    name = 'dfdm'
+    dataset = 'dfdm'
+    class_names = layouts.MODELS
+    qualities = layouts.DFDM_QUALITIES
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Request DFDM from its authors and extract it so that <manual_dir> holds DFDM_crf0/, DFDM_crf10/ and '
+        'DFDM_crf23/ with files id**_id**_<scene>_<model>.mp4.'
+    )
+
+
+BUILDERS = {cls.dataset: cls for cls in (Ffpp, CelebDf, Dfdm)}
+for _cls in BUILDERS.values():
+    _cls.BUILDER_CONFIGS = [_cls.make_config()]
+
+
+def prepare(
+    dataset: str, src: Path, out: Path, options: Options, scan_options: dict[str, Any], workers: int = 1
+) -> dict[str, Any]:
+    """Extracts (parallel, resumable), builds the TFDS records, writes the split indices and the manifest."""
+    if not src.is_dir():
+        raise FileNotFoundError(f'{src}: no such dataset folder')
+    cls = BUILDERS[dataset]
+    config = cls.make_config(options, scan_options)
+    predefined = {c.name for c in cls.BUILDER_CONFIGS}  # TFDS refuses a custom config named like a predefined one
+    builder = cls(config=config.name if config.name in predefined else config, data_dir=str(out), workers=workers)
+    layout = layouts.scan(dataset, src, **builder.builder_config.scan_options)
+    metas = extract_all(layout, options, builder.extraction_cache(), workers)
+    problems = [{'item': item, 'reason': reason} for item, reason in layout.problems]
+    for job in layout.jobs:
+        meta = metas[job.video_id]
+        if 'error' in meta:
+            problems.append({'item': job.video_id, 'reason': meta['error']})
+        problems += [{'item': f'{job.video_id}#{index}', 'reason': reason} for index, reason in meta['dropped']]
+        problems += [{'item': job.video_id, 'reason': warning} for warning in meta['warnings']]
+    counts = collections.defaultdict(lambda: collections.Counter())
+    class_names = builder._class_names()
+    for job in layout.jobs:
+        n = len(metas[job.video_id].get('records', []))
+        if n:
+            counts[job.split][f'videos/{class_names[job.class_id]}'] += 1
+            counts[job.split][f'records/{class_names[job.class_id]}'] += n
+    total = sum(v for split in counts.values() for k, v in split.items() if k.startswith('records/'))
+    if total:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(src)))
+        for split in counts:
+            write_index(builder, split)
+    directory = Path(builder.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    summary = {
+        'dataset': dataset,
+        'config': builder.builder_config.name,
+        'directory': str(directory),
+        'options': dataclasses.asdict(options),
+        'scan_options': {
+            k: list(v) if isinstance(v, tuple) else v for k, v in builder.builder_config.scan_options.items()
+        },
+        'class_names': list(class_names),
+        'videos': len(layout.jobs),
+        'records': total,
+        'splits': {split: dict(sorted(c.items())) for split, c in sorted(counts.items())},
+        'problems': problems,
+    }
+    (directory / 'manifest.json').write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def write_index(builder: tfds.core.DatasetBuilder, split: str):
+    """`index_<split>.npz` beside the records: video_index, frame_index, label, class_id per record, record order.
+
+    Returns the index; when the dataset folder is read-only the index is only returned.
+    """
+    from fdx.input.views import SplitIndex
+
+    source = builder.as_data_source(split=split)
+    keys = ('video_index', 'frame_index', 'label', 'class_id')
+    columns = {k: np.empty(len(source), np.int64) for k in keys}
+    for i in range(len(source)):
+        record = source[i]
+        for k in keys:
+            columns[k][i] = record[k]
+    index = SplitIndex(**columns)
+    try:
+        index.save(Path(builder.data_dir) / f'index_{split}.npz')
+    except OSError:
+        pass
+    return index
+
+
+def load_index(builder: tfds.core.DatasetBuilder, split: str):
+    """The split's index, computed (and saved) on first use when the records were built by `tfds build`."""
+    from fdx.input.views import SplitIndex
+
+    path = Path(builder.data_dir) / f'index_{split}.npz'
+    return SplitIndex.load(path) if path.is_file() else write_index(builder, split)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A readable end-of-run summary: counts per split and class, problems grouped by reason."""
+    lines = [
+        f'{summary["dataset"]} ({summary["config"]}): {summary["records"]} records from '
+        f'{summary["videos"]} videos in {summary.get("seconds", "?")} s → {summary["directory"]}'
+    ]
+    for split, counts in summary['splits'].items():
+        lines.append(f'  {split}: ' + ', '.join(f'{k}={v}' for k, v in counts.items()))
+    reasons = collections.Counter(p['reason'].split(':')[-1].strip() for p in summary['problems'])
+    lines.append(f'  problems: {len(summary["problems"])} (details in manifest.json)')
+    lines += [f'    {count} × {reason}' for reason, count in reasons.most_common(12)]
+    return '\n'.join(lines)
