@@ -5,9 +5,15 @@ PY := $(VENV)/bin/python
 EXTRAS := dev,torch,faces
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo setup clean
+.PHONY: test demo setup system clean
 
-setup: $(STAMP)
+setup: $(STAMP) system
+
+# ffmpeg (H.264 for `fdx synth`): installed with apt when running as root, otherwise say how.
+system:
+	@command -v ffmpeg >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	  else echo "ffmpeg is missing: install it (sudo apt-get install ffmpeg) for fdx synth"; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,11 +21,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest -q --durations=10 tests
 
-demo: $(STAMP)
-	$(PY) -m fdx.demo work/demo
+demo: setup
+	$(PY) -m fdx.demo work
 
 clean:
 	rm -rf $(VENV) work

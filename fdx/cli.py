@@ -7,6 +7,7 @@ from typing import Sequence
 # sub-command → (module with `main(argv) -> int`, one-line description)
 COMMANDS = {
     'convert-weights': ('fdx.models.convert', 'PyTorch state dict → orbax checkpoint of flax variables'),
+    'synth': ('fdx.synth.build', 'make the embedded mini forgery benchmark (DFDM and FF++ layouts, H.264)'),
     'prepare': ('fdx.input.prepare', 'raw FF++ / Celeb-DF / DFDM videos → face-crop TFDS records'),
     'train': ('fdx.train', 'train (or resume) an experiment config in a workdir'),
     'eval': ('fdx.evaluate', 'evaluate a checkpoint of a workdir on any split'),

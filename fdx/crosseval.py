@@ -30,12 +30,24 @@ def table(rows: list[tuple[str, dict]], class_names: Sequence[str] | None) -> st
     """Markdown: attribution → per-class accuracy and overall (%), detection → frame ACC/AUC/EER and video AUC."""
     if class_names:
         header = ['Train→Test', *class_names, 'Overall']
-        cells = [[name, *(f'{100 * m["frame"]["per_class_acc"][c]:.2f}' for c in class_names),
-                  f'{100 * m["frame"]["acc"]:.2f}'] for name, m in rows]
+        cells = [
+            [
+                name,
+                *(f'{100 * m["frame"]["per_class_acc"][c]:.2f}' for c in class_names),
+                f'{100 * m["frame"]["acc"]:.2f}',
+            ]
+            for name, m in rows
+        ]
     else:
         header = ['Train→Test', 'ACC', 'AUC', 'EER', 'video AUC']
-        cells = [[name, *(f'{100 * m["frame"][k]:.2f}' for k in ('acc', 'auc', 'eer')),
-                  f'{100 * m["video"]["auc"]:.2f}' if 'video' in m else '–'] for name, m in rows]
+        cells = [
+            [
+                name,
+                *(f'{100 * m["frame"][k]:.2f}' for k in ('acc', 'auc', 'eer')),
+                f'{100 * m["video"]["auc"]:.2f}' if 'video' in m else '–',
+            ]
+            for name, m in rows
+        ]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in cells])
 
@@ -67,8 +79,9 @@ def main(argv: Sequence[str]) -> int:
             out = point / 'crosseval' / value
             result = out / f'metrics_{args.split}.json'
             if not result.is_file():
-                code = evaluate.main(['--workdir', str(point), '--split', args.split, '--out', str(out),
-                                      f'--config.{args.key}={value}'])
+                code = evaluate.main(
+                    ['--workdir', str(point), '--split', args.split, '--out', str(out), f'--config.{args.key}={value}']
+                )
                 if code:
                     print(f'fdx crosseval: evaluating {point} on {args.key}={value} failed', file=sys.stderr)
                     return code

@@ -1,7 +1,7 @@
 """Ablation grids: expand a config's ``sweep()`` and run one training per point.
 
-``fdx grid CONFIG_SPEC [--root DIR] [--name NAME] [--dry-run] [--backend local]
-[--only SUBSTRING]``. Point ``i`` trains in ``<root>/<name>/<point_id>``; the
+``fdx grid CONFIG_SPEC [--config.key=value …] [--root DIR] [--name NAME] [--dry-run] [--backend local]
+[--only SUBSTRING]`` (the ``--config.*`` overrides apply to every point). Point ``i`` trains in ``<root>/<name>/<point_id>``; the
 trainer writes ``done.json`` there when it completes, so re-running the grid
 skips finished points and relaunches unfinished ones in place (the trainer
 resumes from its checkpoints). Per-point outcomes go to
@@ -26,9 +26,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from fdx.config import apply_overrides, config_from_module, import_config_file, render_value, split_spec
+from fdx.config import apply_overrides, config_from_module, import_config_file, parse_cli, render_value, split_spec
 
 DONE_FILE = "done.json"
 STATUS_FILE = "grid_status.json"
@@ -59,15 +59,26 @@ def _point_id(index: int, overrides: dict[str, Any]) -> str:
     return f"{index:03d}-{body}" if body else f"{index:03d}"
 
 
-def expand_sweep(spec: str) -> list[Point]:
-    """Returns the points of ``sweep(arg)`` in the config file, all validated up front."""
+def expand_sweep(spec: str, shared: Sequence[str] = ()) -> list[Point]:
+    """Returns the points of ``sweep(arg)`` in the config file, all validated up front.
+
+    ``shared`` holds ``--config.key=value`` overrides applied to every point (e.g. a data directory); they are part of
+    each point's overrides but not of its id.
+    """
     module, arg = import_config_file(spec)
     if not hasattr(module, "sweep"):
         raise ValueError(f"config file {module.__file__} defines no sweep(arg=None)")
-    config = config_from_module(module, arg)
+    config = apply_overrides(config_from_module(module, arg), list(shared))
+    shared_values = {}
+    for item in shared:
+        key = item.partition("=")[0].removeprefix("--config.").removeprefix("config.")
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        shared_values[key] = value
     points = []
     for index, overrides in enumerate(module.sweep(arg)):
-        point = Point(_point_id(index, overrides), dict(overrides))
+        point = Point(_point_id(index, overrides), {**shared_values, **overrides})
         try:
             apply_overrides(config, point.overrides)
         except (KeyError, ValueError) as e:
@@ -178,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         "--backend", choices=["local"], default="local", help="local: run points one after another in subprocesses"
     )
     parser.add_argument("--only", metavar="POINT_ID_SUBSTRING", help="run only points whose id contains this")
-    args = parser.parse_args(argv)
+    _, shared, rest = parse_cli(argv or [])
+    args = parser.parse_args(rest)
     name = args.name or default_name(args.config)
-    points = [p for p in expand_sweep(args.config) if args.only is None or args.only in p.point_id]
+    points = [p for p in expand_sweep(args.config, shared) if args.only is None or args.only in p.point_id]
     if not points:
         print(f"fdx grid: no point id contains {args.only!r}", file=sys.stderr)
         return 2

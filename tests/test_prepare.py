@@ -397,9 +397,14 @@ def test_view_pipelines_are_deterministic_and_resume_exactly(ffpp, dfdm, view):
     config = data_config(root, name, view=view, frames=3, **({'quality': 'crf0'} if view == 'clip' else {}))
 
     def batches(state=None, count=4):
-        dataset = pipeline.train_dataset(input_lib.build_source(config, 'train'), global_batch_size=2, seed=3,
-                                         process_index=0, process_count=1,
-                                         transform=input_lib.build_transform(config, 'train'))
+        dataset = pipeline.train_dataset(
+            input_lib.build_source(config, 'train'),
+            global_batch_size=2,
+            seed=3,
+            process_index=0,
+            process_count=1,
+            transform=input_lib.build_transform(config, 'train'),
+        )
         iterator = pipeline.make_loader(dataset)
         if state is not None:
             iterator.set_state(state)
@@ -413,3 +418,38 @@ def test_view_pipelines_are_deterministic_and_resume_exactly(ffpp, dfdm, view):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     for a, b in zip(first, again):
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_quality_grid_and_cross_quality_table(dfdm, tmp_path, monkeypatch, capsys):
+    """DMA-STA's Table 5 mechanics on tiny runs: train on each quality (a grid), test on every quality (crosseval)."""
+    _, root = dfdm
+    monkeypatch.setenv('PYTHONPATH', str(Path(__file__).parent))
+    spec = f'{Path(__file__).parent}/configs/tiny_prepared.py:clip'
+    grid = ['grid', spec, f'--config.data.dir={root / "data"}', '--root', str(tmp_path), '--name', 'table5']
+    assert cli.main([*grid, '--backend', 'local']) == 0
+    capsys.readouterr()
+    assert (
+        cli.main(
+            [
+                'crosseval',
+                '--root',
+                str(tmp_path),
+                '--name',
+                'table5',
+                '--key',
+                'data.quality',
+                '--values',
+                'crf0,crf10,crf23',
+                '--labels',
+                'NoL,HQ,LQ',
+            ]
+        )
+        == 0
+    )
+    table = (tmp_path / 'table5' / 'crosseval_data_quality.md').read_text().splitlines()
+    assert table[0] == '| Train→Test | Faceswap | Lightweight | IAE | Dfaker | DFL-H128 | Overall |'
+    rows = [line.split(' | ')[0].lstrip('| ') for line in table[2:]]
+    assert rows == [f'{a}→{b}' for a in ('NoL', 'HQ', 'LQ') for b in ('NoL', 'HQ', 'LQ')]
+    for line in table[2:]:
+        cells = [float(c) for c in line.strip('| ').split(' | ')[1:]]
+        assert all(0 <= c <= 100 for c in cells) and len(cells) == 6

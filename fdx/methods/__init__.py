@@ -13,6 +13,7 @@ __all__ = ['METHODS', 'Critic', 'LossOutput', 'Method', 'build']
 # config.method → 'module:class'
 METHODS = {
     'classifier': 'fdx.methods.classifier:Classifier',
+    'dma_sta': 'fdx.methods.dma_sta:DmaSta',
 }
 
 

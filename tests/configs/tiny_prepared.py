@@ -21,3 +21,8 @@ def get_config(arg='frame'):
         name='dfdm', dir='', view=arg, quality='crf23', target='class_id', class_names=MODELS, size=32, frames=3
     )
     return c
+
+
+def sweep(arg=None):
+    for quality in ('crf0', 'crf10', 'crf23'):
+        yield {'data.quality': quality}

@@ -1,0 +1,1 @@
+"""Synthetic forgery benchmark: identities, real videos and face swaps made offline (`fdx synth`)."""

@@ -1,0 +1,297 @@
+"""DMA-STA: attention against numpy, eq. 5 by hand, shapes and size, the config and a training step of each variant."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from fdx import grid, methods, optim
+from fdx.config import load_config
+from fdx.input.layouts import MODELS
+from fdx.models import pretrained
+from fdx.models.attention import CBAM, ChannelAttention, SpatialAttention
+from fdx.models.dma_sta import DmaSta, FrameAttention, TemporalAttention, weighted_mean
+from fdx.models.resnet import ResNet
+
+CONFIG = str(Path(__file__).resolve().parents[1] / 'experiments' / 'dma_sta_dfdm.py')
+MINI_BACKBONE = {'stage_sizes': (1, 1), 'width': 4}  # two bottlenecks
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def spatial_numpy(x, kernel):
+    """CBAM eq. 3 / DMA-STA eq. 1-2 written out: 7x7 cross-correlation, zero padding 3, over [mean_c; max_c]."""
+    pooled = np.concatenate([x.mean(-1, keepdims=True), x.max(-1, keepdims=True)], -1)
+    padded = np.pad(pooled, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    n, h, w, _ = x.shape
+    logits = np.zeros((n, h, w))
+    for i in range(h):
+        for j in range(w):
+            logits[:, i, j] = np.einsum('nabc,abc->n', padded[:, i : i + 7, j : j + 7], kernel[..., 0])
+    return x * sigmoid(logits)[..., None]
+
+
+def channel_numpy(x, p):
+    """CBAM eq. 2 written out: σ(MLP(avgpool) + MLP(maxpool)), MLP = fc1 → ReLU → fc2 with biases."""
+
+    def mlp(v):
+        return np.maximum(v @ p['fc1']['kernel'] + p['fc1']['bias'], 0) @ p['fc2']['kernel'] + p['fc2']['bias']
+
+    return x * sigmoid(mlp(x.mean((1, 2))) + mlp(x.max((1, 2))))[:, None, None, :]
+
+
+def numpy_params(variables):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])
+
+
+def filled(init, *args, seed: int = 0):
+    """Variables shaped like `init(key, *args)`, without compiling its random initialisers (slow on CPU): kernels
+    ~ N(0, 1/fan_in), BN scales and running variances 1, biases and running means 0."""
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name in ('scale', 'var'):
+            return jnp.ones(leaf.shape, leaf.dtype)
+        if name in ('bias', 'mean'):
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        return jnp.asarray(rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(init, jax.random.key(0), *args))
+
+
+def test_spatial_attention_matches_numpy():
+    x = np.random.default_rng(0).standard_normal((2, 5, 6, 8)).astype(np.float32)
+    module = SpatialAttention()
+    variables = filled(module.init, x, seed=1)
+    assert jax.tree.map(jnp.shape, variables['params']) == {'conv': {'kernel': (7, 7, 2, 1)}}  # 98, no bias
+    expected = spatial_numpy(x.astype(np.float64), numpy_params(variables)['conv']['kernel'])
+    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_channel_attention_matches_numpy():
+    x = np.random.default_rng(2).standard_normal((2, 5, 6, 32)).astype(np.float32)
+    module = ChannelAttention()
+    variables = jax.tree.map(lambda a: a + 0.3, filled(module.init, x, seed=3))  # non-zero biases
+    assert jax.tree.map(jnp.shape, variables['params']) == {
+        'fc1': {'kernel': (32, 2), 'bias': (2,)},  # r = 16
+        'fc2': {'kernel': (2, 32), 'bias': (32,)},
+    }
+    expected = channel_numpy(x.astype(np.float64), numpy_params(variables))
+    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+    small = jax.eval_shape(ChannelAttention(use_bias=False).init, jax.random.key(0), x[..., :8])['params']
+    assert jax.tree.map(jnp.shape, small) == {'fc1': {'kernel': (8, 1)}, 'fc2': {'kernel': (1, 8)}}  # max(C//r, 1)
+
+
+def test_cbam_is_channel_then_spatial():
+    x = np.random.default_rng(4).standard_normal((2, 5, 6, 32)).astype(np.float32)
+    module = CBAM()
+    variables = jax.tree.map(lambda a: a - 0.2, filled(module.init, x, seed=5))
+    p = numpy_params(variables)
+    expected = spatial_numpy(channel_numpy(x.astype(np.float64), p['channel']), p['spatial']['conv']['kernel'])
+    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+
+# Eq. 3-5 on a hand-made input: 4 frames of 3 channels; the mean over channels is s = [2, 5, 1, 2].
+FRAMES = np.array([[[1, 2, 3], [4, 5, 6], [0, 0, 3], [2, 2, 2]]], np.float32)
+# f1 (T → T/2): hidden = ReLU([s_2, -s_1]) = [5, 0]; f2 (T/2 → T): logits = 5 · [0, ln 3 / 5, -ln 3 / 5, 0]
+# (the second row only meets the zero the ReLU made), so m = σ(logits) = [1/2, 3/4, 1/4, 1/2] and Σ m = 2.
+FC1 = np.array([[0, -1], [1, 0], [0, 0], [0, 0]], np.float32)
+FC2 = np.array([[0, np.log(3) / 5, -np.log(3) / 5, 0], [7, 7, 7, 7]], np.float32)
+WEIGHTS = np.array([[0.5, 0.75, 0.25, 0.5]])
+# F = (0.5 f1 + 0.75 f2 + 0.25 f3 + 0.5 f4) / 2 = [4.5, 5.75, 7.75] / 2
+FUSED = np.array([[2.25, 2.875, 3.875]])
+
+
+def test_temporal_attention_and_eq5_by_hand():
+    variables = {'params': {'fc1': {'kernel': FC1}, 'fc2': {'kernel': FC2}}}
+    weights = TemporalAttention().apply(variables, FRAMES)
+    np.testing.assert_allclose(weights, WEIGHTS, rtol=1e-6)
+    np.testing.assert_allclose(weighted_mean(FRAMES, weights), FUSED, rtol=1e-6)
+    # SAM+FA (FAN self-attention): α_i = σ(q·f_i + b) with q = [0, 0, 1], b = -3: logits [0, 3, 0, -1].
+    alphas = FrameAttention().apply(
+        {'params': {'fc': {'kernel': np.array([[0.0], [0], [1]]), 'bias': np.array([-3.0])}}}, FRAMES
+    )
+    np.testing.assert_allclose(alphas, [[0.5, sigmoid(3), 0.5, sigmoid(-1)]], rtol=1e-6)
+
+
+def test_model_fuses_frames_by_eq5():
+    model = DmaSta(**MINI_BACKBONE)
+    clips = np.random.default_rng(6).standard_normal((2, 4, 32, 32, 3)).astype(np.float32)
+    variables = filled(model.init, clips)
+    variables['params']['temporal_attention'] = {'fc1': {'kernel': FC1}, 'fc2': {'kernel': FC2}}
+    logits, features = model.apply(variables, clips)
+    f = np.asarray(features['frame_features'], np.float64)
+    hidden = np.maximum(f.mean(-1) @ FC1, 0)
+    m = sigmoid(hidden @ FC2)
+    np.testing.assert_allclose(features['temporal_weights'], m, rtol=1e-5)
+    fused = (m[..., None] * f).sum(1) / m.sum(1, keepdims=True)
+    np.testing.assert_allclose(features['fused'], fused, rtol=1e-5, atol=1e-6)
+    head = numpy_params(variables)['head']
+    np.testing.assert_allclose(logits, fused @ head['kernel'] + head['bias'], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('fusion', ['temporal_attention', 'average', 'frame_attention'])
+def test_output_shapes(fusion):
+    model = DmaSta(frame_fusion=fusion, **MINI_BACKBONE)
+    channels = 2 * MINI_BACKBONE['width'] * 4
+    for batch, frames in ((2, 10), (2, 3), (8, 1)):
+        clips = jnp.ones((batch, frames, 32, 32, 3))
+        variables = jax.eval_shape(model.init, jax.random.key(0), clips)
+        logits, features = jax.eval_shape(model.apply, variables, clips)
+        assert logits.shape == (batch, 5) and features['fused'].shape == (batch, channels)
+        assert features['frame_features'].shape == (batch, frames, channels)
+        assert features['temporal_weights'].shape == (batch, frames)
+        if fusion == 'temporal_attention':
+            fc1 = variables['params']['temporal_attention']['fc1']['kernel']
+            assert fc1.shape == (frames, max(frames // 2, 1))
+    # One-frame clips run (8 x 1 frames: the backbone sees the batch shape of the other tests).
+    clips = jnp.asarray(np.random.default_rng(7).standard_normal((8, 1, 32, 32, 3)), jnp.float32)
+    logits, features = model.apply(filled(model.init, clips), clips)
+    assert bool(jnp.isfinite(logits).all())
+    np.testing.assert_allclose(features['fused'], features['frame_features'][:, 0], rtol=1e-5, atol=1e-6)
+
+
+def count(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_full_size_parameter_count():
+    clips = jax.ShapeDtypeStruct((1, 10, 224, 224, 3), jnp.float32)
+    params = jax.eval_shape(DmaSta().init, jax.random.key(0), clips)['params']
+    attention = {k: v for k, v in traverse_util.flatten_dict(params, sep='/').items() if '/attention/' in k}
+    assert len(attention) == 16 and count(attention) == 16 * 98
+    # ResNet-50 25,557,032 - fc (2048·1000 + 1000 = 2,049,000) = 23,508,032 trunk
+    # + 16 SAMs × 98 (7·7·2 kernel, no bias) = 1,568
+    # + temporal attention 10·5 + 5·10 (no biases) = 100
+    # + head 2048·5 + 5 = 10,245
+    # = 23,519,945
+    assert count(params) == 25_557_032 - 2_049_000 + 16 * 98 + (10 * 5 + 5 * 10) + (2048 * 5 + 5) == 23_519_945
+
+
+def test_config_defaults_are_the_papers():
+    c = load_config(CONFIG)
+    assert (c.method, c.model.backbone_attention, c.model.frame_fusion) == ('dma_sta', 'spatial', 'temporal_attention')
+    assert tuple(c.model.backbone_kwargs.stage_sizes) == (3, 4, 6, 3) and c.model.backbone_kwargs.width == 64
+    assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == ('sgd', 0.01, 0.9, 5e-4)
+    assert (c.optim.schedule, c.optim.every_epochs, c.optim.factor, c.optim.min_lr) == ('step', 40, 0.1, 1e-4)
+    assert (c.batch_size, c.num_epochs, c.total_steps, tuple(c.eval_splits)) == (10, 300, 0, ('test',))
+    d = c.data
+    assert (d.name, d.view, d.quality, d.target, tuple(d.class_names)) == ('dfdm', 'clip', 'crf10', 'class_id', MODELS)
+    assert (d.frames, d.clip_mode, d.random_start, d.size, d.normalisation) == (10, 'periodic', False, 224, 'imagenet')
+    assert d.flip == 0.5 and not d.resize_then_center_crop and c.init == ()
+    schedule = optim.make_schedule(c.optim, steps_per_epoch=151)  # 1,505 training videos / 10
+    lrs = [float(schedule(151 * epoch)) for epoch in (0, 39, 40, 80, 120, 299)]
+    np.testing.assert_allclose(lrs, [1e-2, 1e-2, 1e-3, 1e-4, 1e-4, 1e-4], rtol=1e-6)
+
+    code = load_config(f'{CONFIG}:code')
+    assert (code.batch_size, code.num_epochs, code.optim.lr, code.data.normalisation) == (20, 299, 1e-3, 'dma_sta_code')
+    assert code.data.clip_mode == 'consecutive' and code.data.random_start and code.data.resize_then_center_crop
+    schedule = optim.make_schedule(code.optim, steps_per_epoch=76)
+    lrs = [float(schedule(76 * epoch)) for epoch in (0, 38, 39, 298)]
+    np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6)
+
+    assert load_config(f'{CONFIG}:quality=crf23').data.quality == 'crf23'
+    mini = load_config(f'{CONFIG}:mini')
+    assert (mini.data.size, mini.data.frames, mini.data.workers) == (64, 4, 0)
+    assert (mini.batch_size, mini.total_steps, mini.checkpoint.every) == (8, 200, 200)
+    with pytest.raises(ValueError, match='unknown option'):
+        load_config(f'{CONFIG}:minu')
+    with pytest.raises(ValueError, match='unknown variant'):
+        load_config(f'{CONFIG}:variant=sam')
+
+
+VARIANTS = ['resnet_score_fusion', 'cbam', 'sam_fa', 'sam_ave', 'dma_sta', 'xception_score_fusion']
+
+
+def mini_config(arg: str):
+    """The config with the test-sized ResNet (width 4)."""
+    config = load_config(f'{CONFIG}:{arg}')
+    if config.model.backbone == 'resnet':
+        config.model.backbone_kwargs = MINI_BACKBONE
+    return config
+
+
+def test_sweeps_and_init_paths():
+    points = grid.expand_sweep(f'{CONFIG}:init=/ckpt')
+    keys = ('method', 'model.backbone_attention', 'model.frame_fusion')
+    rows = [tuple(p.overrides[k] for k in keys) for p in points]
+    assert rows == [
+        ('classifier', 'none', 'average'),
+        ('dma_sta', 'cbam', 'average'),
+        ('dma_sta', 'spatial', 'frame_attention'),
+        ('dma_sta', 'spatial', 'average'),
+        ('dma_sta', 'spatial', 'temporal_attention'),
+    ]
+    qualities = [p.overrides for p in grid.expand_sweep(f'{CONFIG}:table5')]
+    assert qualities == [{'data.quality': q} for q in ('crf0', 'crf10', 'crf23')]
+
+    # A converted ImageNet ResNet (1000-class `head`) initialises the trunk of every ResNet variant.
+    source = filled(ResNet(**MINI_BACKBONE).init, jnp.zeros((1, 32, 32, 3)), seed=1)
+    for variant in ('dma_sta', 'cbam', 'resnet_score_fusion'):
+        c = mini_config(f'mini,variant={variant},init=/ckpt')
+        (spec,) = c.init
+        spec = {k: v for k, v in spec.items() if k != 'checkpoint'}
+        method = methods.build(c)
+        variables = filled(method.init, {'image': jnp.zeros((1, 4, 32, 32, 3))})
+        grafted = pretrained.graft(variables, source, **spec)
+        trunk = grafted['params'].get('backbone', grafted['params'])
+        np.testing.assert_array_equal(trunk['conv1']['kernel'], source['params']['conv1']['kernel'])
+        np.testing.assert_array_equal(
+            trunk['layer2']['block0']['conv3']['kernel'], source['params']['layer2']['block0']['conv3']['kernel']
+        )
+        assert grafted['params']['head']['kernel'].shape[-1] == 5
+        if variant != 'resnet_score_fusion':  # attention modules stay fresh
+            fresh = variables['params']['backbone']['layer1']['block0']['attention']
+            kept = trunk['layer1']['block0']['attention']
+            assert jax.tree.all(jax.tree.map(np.array_equal, kept, fresh))
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_variant_builds_and_trains(variant):
+    batch = {'image': jnp.zeros((8, 4, 64, 64, 3)), 'label': jnp.zeros(8, jnp.int32)}
+    jax.eval_shape(methods.build(load_config(f'{CONFIG}:mini,variant={variant}')).init, jax.random.key(0), batch)
+
+    config = mini_config(f'mini,variant={variant}')
+    method = methods.build(config)
+    assert method.task == 'multiclass' and method.class_names == MODELS
+    rng = np.random.default_rng(0)
+    batch = {
+        'image': jnp.asarray(rng.standard_normal((2, 4, 32, 32, 3)), jnp.float32),
+        'label': jnp.array([0, 3], jnp.int32),
+    }
+
+    def loss_fn(params, state):
+        out = method.losses({'params': params, **state}, batch, {}, jnp.zeros((), jnp.int32))
+        return sum(out.terms.values()), out
+
+    variables = filled(method.init, batch)
+    params, state = variables['params'], {k: v for k, v in variables.items() if k != 'params'}
+    if variant == 'xception_score_fusion':  # full-width Xception: compiling its step takes too long for a unit test
+        (loss, out), grads = jax.eval_shape(jax.value_and_grad(loss_fn, has_aux=True), params, state)
+        assert loss.shape == () and set(out.state) == {'batch_stats'}
+        probs = jax.jit(method.predict)(variables, batch)['probs']
+        np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
+        return
+
+    if 'temporal_attention' in params:  # positive f1 weights: no ReLU unit of the T/2 = 2 starts dead
+        params['temporal_attention']['fc1']['kernel'] = jnp.abs(params['temporal_attention']['fc1']['kernel'])
+    (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state)
+    assert np.isfinite(float(loss)) and 0 <= float(out.aux['accuracy']) <= 1
+    assert set(out.state) == {'batch_stats'}
+    grads = traverse_util.flatten_dict(grads, sep='/')
+    attention = {k: v for k, v in grads.items() if '/attention/' in k or k.startswith(('temporal_', 'frame_'))}
+    # Leaves in the test ResNet's 2 bottlenecks (SAM: conv kernel; CBAM: + 2 MLP kernels and biases) and the fusion.
+    expected = {'cbam': 2 * 5, 'sam_fa': 2 + 2, 'sam_ave': 2, 'dma_sta': 2 + 2}
+    assert len(attention) == expected.get(variant, 0)
+    for name, grad in attention.items():
+        assert float(jnp.abs(grad).max()) > 0, name
+    assert float(jnp.abs(grads['head/kernel']).max()) > 0
+    probs = method.predict(variables, batch)['probs']
+    assert probs.shape == (2, 5)
+    np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
