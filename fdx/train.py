@@ -224,7 +224,7 @@ def setup_for(config) -> Setup:
 
 def checkpoint_manager(workdir: Path, config) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint.keep, create=True)
-    return ocp.CheckpointManager(workdir / 'checkpoints', options=options)
+    return ocp.CheckpointManager(Path(workdir).absolute() / 'checkpoints', options=options)
 
 
 def restore_state(manager: ocp.CheckpointManager, setup: Setup, step: int, iterator=None) -> TrainState:
@@ -249,7 +249,7 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Trains (or resumes) in `workdir`; returns the final evaluation metrics."""
-    workdir = Path(workdir)
+    workdir = Path(workdir).absolute()  # orbax needs absolute paths
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         config_lib.save_config(config, workdir)

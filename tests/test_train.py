@@ -218,9 +218,10 @@ def test_frozen_group_stays_bit_identical(tmp_path):
         assert all(np.array_equal(x, y) for x, y in zip(a, b)) != changed, name
 
 
-def test_bf16_compute_with_remat_keeps_f32_params(tmp_path):
+def test_bf16_compute_with_remat_keeps_f32_params(tmp_path, monkeypatch):
     config = tiny('--config.model.dtype=bfloat16', '--config.model.remat=True', '--config.total_steps=3')
-    results = train.train(config, tmp_path)
+    monkeypatch.chdir(tmp_path.parent)
+    results = train.train(config, tmp_path.name)  # a relative workdir works too
     state = restored_state(tmp_path)
     assert {leaf.dtype for leaf in jax.tree.leaves(state['params'])} == {np.dtype('float32')}
     assert np.isfinite([v for k, v in losses(tmp_path).items()]).all() and results['test']['frame']['n'] == 40
