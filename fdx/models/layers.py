@@ -4,6 +4,7 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 Dtype = Any
@@ -57,3 +58,19 @@ def max_pool(x: jnp.ndarray, kernel: int, stride: int, padding: int) -> jnp.ndar
 
 
 dense = functools.partial(nn.Dense, param_dtype=jnp.float32)
+
+
+def _align_corners_matrix(size_in: int, size_out: int) -> jnp.ndarray:
+    """[size_out, size_in] linear-interpolation weights mapping the corner pixels onto each other."""
+    positions = jnp.arange(size_out) * ((size_in - 1) / max(size_out - 1, 1))
+    low = jnp.clip(jnp.floor(positions).astype(jnp.int32), 0, size_in - 1)
+    high = jnp.minimum(low + 1, size_in - 1)
+    frac = positions - low
+    return jax.nn.one_hot(low, size_in) * (1 - frac)[:, None] + jax.nn.one_hot(high, size_in) * frac[:, None]
+
+
+def resize_bilinear_align_corners(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+    """`F.interpolate(x, size, mode='bilinear', align_corners=True)` on [..., H, W, C] (RECCE's resizes)."""
+    rows = _align_corners_matrix(x.shape[-3], size[0]).astype(x.dtype)
+    cols = _align_corners_matrix(x.shape[-2], size[1]).astype(x.dtype)
+    return jnp.einsum('oh,pw,...hwc->...opc', rows, cols, x)

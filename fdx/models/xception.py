@@ -72,18 +72,46 @@ class Block(nn.Module):
         return y + x
 
 
+def scaled(channels: int, width: float) -> int:
+    """A layer's width under the multiplier `width` (reduced test/mini models), rounded to a multiple of 8."""
+    return channels if width == 1.0 else max(8, round(channels * width / 8) * 8)
+
+
+def apply_layer(name: str, x, train: bool, width: float = 1.0, dtype: Any = jnp.float32):
+    """Runs the Xception layer `name` (any of `LAYERS` but `head`) on `x`.
+
+    Its parameters are created under `name` (and `bn1`…`bn4` for the convolutions) in the scope of the module whose
+    compact method calls this, so a method model that interleaves its own modules with Xception's layers (RECCE,
+    PANet) keeps timm's names and takes a converted ImageNet Xception checkpoint as is.
+    """
+    if name in ('conv1', 'conv2'):
+        stride = 2 if name == 'conv1' else 1
+        x = conv(scaled(32 if name == 'conv1' else 64, width), 3, stride, dtype=dtype, name=name)(x)
+        return nn.relu(batch_norm(train, dtype, name=f'bn{name[-1]}')(x))
+    if name in BLOCKS:
+        features, reps, stride, start_with_relu, grow_first = BLOCKS[name]
+        return Block(scaled(features, width), reps, stride, start_with_relu, grow_first, dtype=dtype, name=name)(
+            x, train
+        )
+    if name in ('conv3', 'conv4'):
+        x = SeparableConv(scaled(1536 if name == 'conv3' else 2048, width), dtype=dtype, name=name)(x)
+        return nn.relu(batch_norm(train, dtype, name=f'bn{name[-1]}')(x))
+    raise ValueError(f'Xception has no layer {name!r} with a feature map; layers are {", ".join(LAYERS[:-1])}')
+
+
 class Xception(nn.Module):
     """Xception over the layer range [first, last] of `LAYERS`.
 
     Returns `(out, features)`: `out` is the logits when the range ends at `head` (the pooled 2048-d features if
     `num_classes == 0`), otherwise the last feature map; `features` maps every layer run to its output, plus
-    `pre_logits` (pooled features) when the head runs.
+    `pre_logits` (pooled features) when the head runs. `width` scales every layer's channels (1.0: the paper's model).
     """
 
     num_classes: int = 1000
     first: str = 'conv1'
     last: str = 'head'
     dropout_rate: float = 0.0  # before the head; timm's `drop_rate`
+    width: float = 1.0
     dtype: Any = jnp.float32
 
     def layer_range(self) -> tuple[str, ...]:
@@ -100,20 +128,12 @@ class Xception(nn.Module):
         features = {}
         x = x.astype(self.dtype)
         for name in self.layer_range():
-            if name in ('conv1', 'conv2'):
-                stride = 2 if name == 'conv1' else 1
-                x = conv(32 if name == 'conv1' else 64, 3, stride, dtype=self.dtype, name=name)(x)
-                x = nn.relu(batch_norm(train, self.dtype, name=f'bn{name[-1]}')(x))
-            elif name in BLOCKS:
-                width, reps, stride, start_with_relu, grow_first = BLOCKS[name]
-                x = Block(width, reps, stride, start_with_relu, grow_first, dtype=self.dtype, name=name)(x, train)
-            elif name in ('conv3', 'conv4'):
-                x = SeparableConv(1536 if name == 'conv3' else 2048, dtype=self.dtype, name=name)(x)
-                x = nn.relu(batch_norm(train, self.dtype, name=f'bn{name[-1]}')(x))
-            else:  # head
+            if name == 'head':
                 x = features['pre_logits'] = jnp.mean(x, axis=(1, 2))
                 if self.num_classes:
                     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
                     x = dense(self.num_classes, dtype=self.dtype, name='head')(x)
+            else:
+                x = apply_layer(name, x, train, self.width, self.dtype)
             features[name] = x
         return x.astype(jnp.float32), features
