@@ -3,7 +3,8 @@
 Predictions are gathered from every process (the jitted predict step returns replicated arrays), padding is dropped,
 and the metrics of `fdx.metrics` are computed once over the whole set: frame level and, where records carry a
 `video_index`, video level (mean frame probability per video). Writes `metrics.json` and a ROC curve (binary) or a
-confusion matrix (attribution) PNG.
+confusion matrix (attribution) PNG; `--reconstructions N` also draws N inputs of each split above the
+method's reconstructions (methods with a `reconstruct`, e.g. RECCE/PANet).
 """
 
 import argparse
@@ -18,7 +19,7 @@ import numpy as np
 from fdx import config as config_lib
 from fdx import input as input_lib
 from fdx import metrics, sharding, writers
-from fdx.input import pipeline
+from fdx.input import pipeline, views
 
 PASSTHROUGH = ('label', 'valid', 'index', 'video_index')
 
@@ -91,6 +92,23 @@ def evaluate(setup, variables: dict, split: str, out_dir: str | Path | None = No
     return results
 
 
+def save_reconstructions(setup, variables: dict, split: str, count: int, path: str | Path) -> None:
+    """A PNG grid: `count` eval-mode inputs spread over `split` (row 1) above the method's reconstructions (row 2)."""
+    config, method = setup.config, setup.method
+    source = input_lib.build_source(config.data, split)
+    transform = input_lib.build_transform(config.data, split)
+    picks = np.linspace(0, len(source) - 1, min(count, len(source))).astype(int)  # spread over the split
+    items = [transform(source[int(i)], np.random.default_rng(int(i))) for i in picks]
+    images = np.stack([item['image'] for item in items])
+    reconstructions = jax.device_get(jax.jit(method.reconstruct)(variables, {'image': images}))
+    titles = [method.class_names[int(item['label'])] for item in items]
+    rows = {
+        name: views.denormalise(x, config.data.normalisation)
+        for name, x in (('input', images), ('reconstruction', reconstructions))
+    }
+    metrics.save_image_grid_png(rows, path, titles, title=f'{split}: inputs and reconstructions')
+
+
 def scalars(results: dict[str, Any], split: str) -> dict[str, float]:
     """`<split>/<level>/<metric>` for every scalar metric (per-class accuracies included)."""
     out = {}
@@ -113,6 +131,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--step', type=int, help='checkpoint step (default: the latest)')
     parser.add_argument('--split', action='append', help='split(s) to evaluate (default: config.eval_splits)')
     parser.add_argument('--out', help='output directory (default: <workdir>/eval/step_<S>)')
+    parser.add_argument(
+        '--reconstructions', type=int, default=0, metavar='N', help='also save N inputs and their reconstructions'
+    )
     args = parser.parse_args(rest)
     workdir = Path(args.workdir)
     try:
@@ -130,6 +151,9 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     setup = train.setup_for(config)
+    if args.reconstructions and not hasattr(setup.method, 'reconstruct'):
+        print(f'fdx eval: --reconstructions: method {config.method!r} does not reconstruct its inputs', file=sys.stderr)
+        return 2
     with jax.set_mesh(setup.mesh):
         state = train.restore_state(manager, setup, step)
         out_dir = Path(args.out) if args.out else workdir / 'eval' / f'step_{step}'
@@ -137,6 +161,10 @@ def main(argv: Sequence[str]) -> int:
             results = evaluate(setup, state.variables(), split, out_dir)
             headline = {k: v for k, v in scalars(results, split).items() if '/per_class_acc/' not in k}
             writers.log(f'step {step}: ' + ', '.join(f'{k}={v:.4f}' for k, v in headline.items()))
+            if args.reconstructions > 0 and jax.process_index() == 0:
+                path = out_dir / f'reconstructions_{split}.png'
+                save_reconstructions(setup, state.variables(), split, args.reconstructions, path)
+                writers.log(f'wrote {path}')
     writers.log(f'wrote {out_dir}')
     manager.close()
     return 0

@@ -21,6 +21,7 @@ __all__ = [
     "video_level_multiclass",
     "save_confusion_matrix_png",
     "save_roc_png",
+    "save_image_grid_png",
     "format_table",
 ]
 
@@ -287,6 +288,30 @@ def save_roc_png(fpr: Any, tpr: Any, auc: float, path: str | Path, title: str | 
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title)
+    _save(fig, path)
+
+
+def save_image_grid_png(
+    rows: dict[str, Any], path: str | Path, column_titles: Sequence[str] = (), title: str | None = None
+) -> None:
+    """One row per entry of `rows` (name -> uint8 RGB images [N, H, W, 3]), the row name on its left."""
+    rows = {name: np.asarray(images) for name, images in rows.items()}
+    count = max(len(images) for images in rows.values())
+    fig = _new_figure((1.6 * count + 0.6, 1.7 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), count, squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(count):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c])
+            if c == 0:
+                ax.set_ylabel(name)
+            if r == 0 and c < len(column_titles):
+                ax.set_title(column_titles[c], fontsize=8)
+    if title:
+        fig.suptitle(title)
     _save(fig, path)
 
 

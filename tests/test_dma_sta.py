@@ -1,4 +1,4 @@
-"""DMA-STA: attention against numpy, eq. 5 by hand, shapes and size, the config and a training step of each variant."""
+"""DMA-STA: eq. 5 by hand, shapes and size, the config and a training step of each variant."""
 
 from pathlib import Path
 
@@ -7,94 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import traverse_util
+from numpy_reference import filled, numpy_params, sigmoid
 
 from fdx import grid, methods, optim
 from fdx.config import load_config
 from fdx.input.layouts import MODELS
 from fdx.models import pretrained
-from fdx.models.attention import CBAM, ChannelAttention, SpatialAttention
 from fdx.models.dma_sta import DmaSta, FrameAttention, TemporalAttention, weighted_mean
 from fdx.models.resnet import ResNet
 
 CONFIG = str(Path(__file__).resolve().parents[1] / 'experiments' / 'dma_sta_dfdm.py')
 MINI_BACKBONE = {'stage_sizes': (1, 1), 'width': 4}  # two bottlenecks
-
-
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def spatial_numpy(x, kernel):
-    """CBAM eq. 3 / DMA-STA eq. 1-2 written out: 7x7 cross-correlation, zero padding 3, over [mean_c; max_c]."""
-    pooled = np.concatenate([x.mean(-1, keepdims=True), x.max(-1, keepdims=True)], -1)
-    padded = np.pad(pooled, ((0, 0), (3, 3), (3, 3), (0, 0)))
-    n, h, w, _ = x.shape
-    logits = np.zeros((n, h, w))
-    for i in range(h):
-        for j in range(w):
-            logits[:, i, j] = np.einsum('nabc,abc->n', padded[:, i : i + 7, j : j + 7], kernel[..., 0])
-    return x * sigmoid(logits)[..., None]
-
-
-def channel_numpy(x, p):
-    """CBAM eq. 2 written out: σ(MLP(avgpool) + MLP(maxpool)), MLP = fc1 → ReLU → fc2 with biases."""
-
-    def mlp(v):
-        return np.maximum(v @ p['fc1']['kernel'] + p['fc1']['bias'], 0) @ p['fc2']['kernel'] + p['fc2']['bias']
-
-    return x * sigmoid(mlp(x.mean((1, 2))) + mlp(x.max((1, 2))))[:, None, None, :]
-
-
-def numpy_params(variables):
-    return jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])
-
-
-def filled(init, *args, seed: int = 0):
-    """Variables shaped like `init(key, *args)`, without compiling its random initialisers (slow on CPU): kernels
-    ~ N(0, 1/fan_in), BN scales and running variances 1, biases and running means 0."""
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name in ('scale', 'var'):
-            return jnp.ones(leaf.shape, leaf.dtype)
-        if name in ('bias', 'mean'):
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        return jnp.asarray(rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(init, jax.random.key(0), *args))
-
-
-def test_spatial_attention_matches_numpy():
-    x = np.random.default_rng(0).standard_normal((2, 5, 6, 8)).astype(np.float32)
-    module = SpatialAttention()
-    variables = filled(module.init, x, seed=1)
-    assert jax.tree.map(jnp.shape, variables['params']) == {'conv': {'kernel': (7, 7, 2, 1)}}  # 98, no bias
-    expected = spatial_numpy(x.astype(np.float64), numpy_params(variables)['conv']['kernel'])
-    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_channel_attention_matches_numpy():
-    x = np.random.default_rng(2).standard_normal((2, 5, 6, 32)).astype(np.float32)
-    module = ChannelAttention()
-    variables = jax.tree.map(lambda a: a + 0.3, filled(module.init, x, seed=3))  # non-zero biases
-    assert jax.tree.map(jnp.shape, variables['params']) == {
-        'fc1': {'kernel': (32, 2), 'bias': (2,)},  # r = 16
-        'fc2': {'kernel': (2, 32), 'bias': (32,)},
-    }
-    expected = channel_numpy(x.astype(np.float64), numpy_params(variables))
-    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
-    small = jax.eval_shape(ChannelAttention(use_bias=False).init, jax.random.key(0), x[..., :8])['params']
-    assert jax.tree.map(jnp.shape, small) == {'fc1': {'kernel': (8, 1)}, 'fc2': {'kernel': (1, 8)}}  # max(C//r, 1)
-
-
-def test_cbam_is_channel_then_spatial():
-    x = np.random.default_rng(4).standard_normal((2, 5, 6, 32)).astype(np.float32)
-    module = CBAM()
-    variables = jax.tree.map(lambda a: a - 0.2, filled(module.init, x, seed=5))
-    p = numpy_params(variables)
-    expected = spatial_numpy(channel_numpy(x.astype(np.float64), p['channel']), p['spatial']['conv']['kernel'])
-    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
 
 
 # Eq. 3-5 on a hand-made input: 4 frames of 3 channels; the mean over channels is s = [2, 5, 1, 2].

@@ -3,17 +3,8 @@
 import json
 import subprocess
 
-import pytest
-
 from fdx import cli
 from fdx.synth import build
-
-
-@pytest.fixture(scope='module')
-def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp('synth')
-    assert cli.main(['synth', '--out', str(out), '--size', 'tiny', '--seed', '1']) == 0
-    return out
 
 
 def codec(path) -> str:

@@ -81,6 +81,12 @@ def normalise(rgb: np.ndarray, name: str) -> np.ndarray:
     return (rgb.astype(np.float32) * (1 / 255) - mean) / std
 
 
+def denormalise(x: np.ndarray, name: str) -> np.ndarray:
+    """The inverse of `normalise`: float [..., 3] -> uint8 RGB (clipped)."""
+    mean, std = (np.asarray(v, np.float32) for v in _normalisation(name))
+    return np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255), 0, 255).astype(np.uint8)
+
+
 def _normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if name not in NORMALISATION:
         raise ValueError(f'unknown normalisation {name!r}; available: {", ".join(NORMALISATION)}')

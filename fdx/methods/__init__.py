@@ -14,6 +14,7 @@ __all__ = ['METHODS', 'Critic', 'LossOutput', 'Method', 'build']
 METHODS = {
     'classifier': 'fdx.methods.classifier:Classifier',
     'dma_sta': 'fdx.methods.dma_sta:DmaSta',
+    'panet': 'fdx.methods.panet:Panet',  # RECCE when no attention site is set
 }
 
 

@@ -102,9 +102,9 @@ class EfficientMultiScaleAttention(nn.Module):
         gate_h, gate_w = jax.nn.sigmoid(pooled[:, :height]), jax.nn.sigmoid(pooled[:, height:])
         x1 = grouped * gate_h[:, :, None, :] * gate_w[:, None, :, :]
         x1 = nn.GroupNorm(num_groups=cg, epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32, name='norm')(x1)
-        x2 = nn.Conv(
-            cg, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype, param_dtype=jnp.float32, name='conv3x3'
-        )(grouped)
+        x2 = nn.Conv(cg, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype, param_dtype=jnp.float32, name='conv3x3')(
+            grouped
+        )
         a1 = jax.nn.softmax(x1.mean(axis=(1, 2)), axis=-1)  # [N, cg]
         a2 = jax.nn.softmax(x2.mean(axis=(1, 2)), axis=-1)
         weights = jnp.einsum('nc,nhwc->nhw', a1, x2) + jnp.einsum('nc,nhwc->nhw', a2, x1)

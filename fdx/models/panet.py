@@ -72,7 +72,9 @@ class GraphReasoning(nn.Module):
         return x.reshape(b, height // ratio, width // ratio, ratio * ratio, c)
 
     def _aggregate(self, emb_a, gate, vertices, name):
-        linear = lambda n, f: nn.Dense(f, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=f'{name}_{n}')
+        def linear(n, f):
+            return nn.Dense(f, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=f'{name}_{n}')
+
         emb = linear('embed2', self.embed)(nn.relu(linear('embed1', self.embed)(vertices)))  # [B, h, w, r², E]
         pair = jnp.concatenate([jnp.broadcast_to(emb_a[..., None, :], emb.shape), emb], axis=-1)
         weights = jax.nn.softmax(nn.relu(linear('score', 1)(pair)), axis=-2)  # over the r² patch elements
@@ -80,7 +82,9 @@ class GraphReasoning(nn.Module):
 
     @nn.compact
     def __call__(self, vert_a, vert_b, vert_c, train: bool = False):
-        a_conv = lambda n, f: conv(f, 1, dtype=self.dtype, name=n)
+        def a_conv(n, f):
+            return conv(f, 1, dtype=self.dtype, name=n)
+
         emb_a = a_conv('a_embed2', self.embed)(nn.relu(a_conv('a_embed1', self.embed)(vert_a)))
         gate_b = 1 - nn.sigmoid(a_conv('b_gate', self.embed)(vert_a))
         gate_c = 1 - nn.sigmoid(a_conv('c_gate', self.embed)(vert_a))
@@ -151,14 +155,20 @@ class Recce(nn.Module):
             selected = jax.random.bernoulli(key_select, self.noise_fraction, (x.shape[0], 1, 1, 1))
             x = jnp.clip(x + self.noise_std * jax.random.normal(key_noise, x.shape) * selected, -1.0, 1.0)
         x = x.astype(self.dtype)
-        layer = lambda name, y: apply_layer(name, y, train, self.width, self.dtype)
+
+        def layer(name, y):
+            return apply_layer(name, y, train, self.width, self.dtype)
+
         for name in ENCODER:
             x = layer(name, x)
         embedding = self._attend('block4', x)
         features = {'block4': embedding}
 
         dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
-        width = lambda channels: scaled(channels, self.width)
+
+        def width(channels):
+            return scaled(channels, self.width)
+
         out = DecoderUp(width(256), self.dtype, name='decoder1')(dropout(embedding), train)
         out_d2 = features['decoder2'] = Block(width(256), 3, dtype=self.dtype, name='decoder2')(out, train)
         out = DecoderUp(width(128), self.dtype, name='decoder3')(out_d2, train)
@@ -170,7 +180,9 @@ class Recce(nn.Module):
         x = embedding
         for name in ('block5', 'block6', 'block7'):
             x = self._attend(name, layer(name, x))
-        fused = GraphReasoning(width(256), self.dropout_rate, self.dtype, name='graph_reasoning')(x, out_d2, out_d4, train)
+        fused = GraphReasoning(width(256), self.dropout_rate, self.dtype, name='graph_reasoning')(
+            x, out_d2, out_d4, train
+        )
         x = self._attend('graph_reasoning', fused + x)
         x = self._attend('block8', layer('block8', x))
         x = GuidedAttention(self.dropout_rate, self.dtype, name='guided_attention')(images, reconstruction, x, train)

@@ -1,0 +1,88 @@
+"""Numpy forwards written out from the papers' equations and the reference code, for the attention tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def spatial_numpy(x, kernel):
+    """CBAM eq. 3 / DMA-STA eq. 1-2 written out: 7x7 cross-correlation, zero padding 3, over [mean_c; max_c]."""
+    pooled = np.concatenate([x.mean(-1, keepdims=True), x.max(-1, keepdims=True)], -1)
+    padded = np.pad(pooled, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    n, h, w, _ = x.shape
+    logits = np.zeros((n, h, w))
+    for i in range(h):
+        for j in range(w):
+            logits[:, i, j] = np.einsum('nabc,abc->n', padded[:, i : i + 7, j : j + 7], kernel[..., 0])
+    return x * sigmoid(logits)[..., None]
+
+
+def channel_numpy(x, p):
+    """CBAM eq. 2 written out: σ(MLP(avgpool) + MLP(maxpool)), MLP = fc1 → ReLU → fc2 with biases."""
+
+    def mlp(v):
+        return np.maximum(v @ p['fc1']['kernel'] + p['fc1']['bias'], 0) @ p['fc2']['kernel'] + p['fc2']['bias']
+
+    return x * sigmoid(mlp(x.mean((1, 2))) + mlp(x.max((1, 2))))[:, None, None, :]
+
+
+def numpy_params(variables):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), variables['params'])
+
+
+def filled(init, *args, seed: int = 0):
+    """Variables shaped like `init(key, *args)`, without compiling its random initialisers (slow on CPU): kernels
+    ~ N(0, 1/fan_in), BN scales and running variances 1, biases and running means 0."""
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name in ('scale', 'var'):
+            return jnp.ones(leaf.shape, leaf.dtype)
+        if name in ('bias', 'mean'):
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        return jnp.asarray(rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(init, jax.random.key(0), *args))
+
+
+def softmax(v, axis=-1):
+    e = np.exp(v - v.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+def conv3x3_nchw(x, kernel, bias):
+    """3x3 cross-correlation with zero padding 1 (torch Conv2d), flax kernel layout [3, 3, in, out]."""
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    h, w = x.shape[2:]
+    out = np.zeros((x.shape[0], kernel.shape[-1], h, w))
+    for i in range(h):
+        for j in range(w):
+            out[:, :, i, j] = np.einsum('ncab,abcd->nd', padded[:, :, i : i + 3, j : j + 3], kernel)
+    return out + bias[None, :, None, None]
+
+
+def ema_numpy(x, p, groups):
+    """EMA as the official code computes it, in its NCHW layout (reference notes), on an NHWC input."""
+    x = x.transpose(0, 3, 1, 2)
+    b, c, h, w = x.shape
+    g = x.reshape(b * groups, c // groups, h, w)  # group k = channels k·cg … (k+1)·cg − 1
+    x_h = g.mean(3, keepdims=True)  # [bg, cg, h, 1]
+    x_w = g.mean(2, keepdims=True).transpose(0, 1, 3, 2)  # [bg, cg, w, 1]
+    hw = np.einsum('nchx,cd->ndhx', np.concatenate([x_h, x_w], 2), p['conv1x1']['kernel'][0, 0])
+    hw = hw + p['conv1x1']['bias'][None, :, None, None]
+    y = g * sigmoid(hw[:, :, :h]) * sigmoid(hw[:, :, h:].transpose(0, 1, 3, 2))
+    # GroupNorm with one channel per group: each channel normalised over its own H x W.
+    y = (y - y.mean((2, 3), keepdims=True)) / np.sqrt(y.var((2, 3), keepdims=True) + 1e-5)
+    x1 = y * p['norm']['scale'][None, :, None, None] + p['norm']['bias'][None, :, None, None]
+    x2 = conv3x3_nchw(g, p['conv3x3']['kernel'], p['conv3x3']['bias'])
+    n, cg = g.shape[:2]
+    x11 = softmax(x1.mean((2, 3)))[:, None, :]  # [bg, 1, cg]
+    x21 = softmax(x2.mean((2, 3)))[:, None, :]
+    weights = x11 @ x2.reshape(n, cg, h * w) + x21 @ x1.reshape(n, cg, h * w)  # [bg, 1, hw]
+    out = (g * sigmoid(weights.reshape(n, 1, h, w))).reshape(b, c, h, w)
+    return out.transpose(0, 2, 3, 1)
