@@ -28,6 +28,7 @@ from typing import Any
 import ml_collections
 
 from fdx import train
+from fdx.config import option_choice, parse_options
 from fdx.input import prepared_data_config
 from fdx.input.layouts import DFDM_QUALITIES, MODELS
 
@@ -43,17 +44,6 @@ TABLE3 = {
     'dma_sta': ('dma_sta', 'spatial', 'temporal_attention'),
 }
 VARIANTS = (*TABLE3, 'xception_score_fusion')
-
-
-def _options(arg: str | None) -> dict[str, Any]:
-    """'mini,variant=cbam' → {'mini': True, 'variant': 'cbam'}."""
-    options = {}
-    for item in filter(None, (arg or '').split(',')):
-        key, has_value, value = item.partition('=')
-        if key not in OPTIONS:
-            raise ValueError(f'dma_sta_dfdm: unknown option {key!r} in {arg!r}; options are {", ".join(OPTIONS)}')
-        options[key] = value if has_value else True
-    return options
 
 
 def _init(method: str, checkpoint: str) -> tuple[dict[str, Any], ...]:
@@ -104,12 +94,9 @@ def _mini(c: ml_collections.ConfigDict) -> None:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    options = _options(arg)
-    variant, quality = options.get('variant', 'dma_sta'), options.get('quality', 'crf10')
-    if variant not in VARIANTS:
-        raise ValueError(f'dma_sta_dfdm: unknown variant {variant!r}; choose from {", ".join(VARIANTS)}')
-    if quality not in DFDM_QUALITIES:
-        raise ValueError(f'dma_sta_dfdm: unknown quality {quality!r}; choose from {", ".join(DFDM_QUALITIES)}')
+    options = parse_options(arg, OPTIONS, 'dma_sta_dfdm')
+    variant = option_choice(options, 'variant', tuple(VARIANTS), 'dma_sta', 'dma_sta_dfdm')
+    quality = option_choice(options, 'quality', DFDM_QUALITIES, 'crf10', 'dma_sta_dfdm')
 
     c = train.base_config()
     c.method = 'dma_sta'
@@ -167,7 +154,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def sweep(arg: str | None = None):
     """Table 3's five attention schemes, or with `table5` the three training qualities of the chosen variant."""
-    options = _options(arg)
+    options = parse_options(arg, OPTIONS, 'dma_sta_dfdm')
     if options.get('table5'):
         for quality in DFDM_QUALITIES:
             yield {'data.quality': quality}

@@ -25,6 +25,7 @@ from typing import Any
 import ml_collections
 
 from fdx import train
+from fdx.config import option_choice, parse_options
 from fdx.input import prepared_data_config
 
 OPTIONS = ('variant', 'quality', 'init', 'code', 'mini')
@@ -43,17 +44,6 @@ FRESH = ('head', 'decoder*', 'graph_reasoning', 'guided_attention', 'ema', 'scam
 def _init(variant: str, checkpoint: str) -> tuple[dict[str, Any], ...]:
     """`config.init` from a converted ImageNet Xception: the trunk keeps timm's names in every variant."""
     return ({'checkpoint': checkpoint, 'fresh': ('head',) if variant == 'xception' else FRESH},)
-
-
-def _options(arg: str | None) -> dict[str, Any]:
-    """'mini,variant=recce' → {'mini': True, 'variant': 'recce'}."""
-    options = {}
-    for item in filter(None, (arg or '').split(',')):
-        key, has_value, value = item.partition('=')
-        if key not in OPTIONS:
-            raise ValueError(f'panet_ffpp: unknown option {key!r} in {arg!r}; options are {", ".join(OPTIONS)}')
-        options[key] = value if has_value else True
-    return options
 
 
 def _code(c: ml_collections.ConfigDict) -> None:
@@ -86,12 +76,9 @@ def _mini(c: ml_collections.ConfigDict) -> None:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    options = _options(arg)
-    variant, quality = options.get('variant', 'panet'), options.get('quality', 'c23')
-    if variant not in VARIANTS:
-        raise ValueError(f'panet_ffpp: unknown variant {variant!r}; choose from {", ".join(VARIANTS)}')
-    if quality not in QUALITIES:
-        raise ValueError(f'panet_ffpp: unknown quality {quality!r}; choose from {", ".join(QUALITIES)}')
+    options = parse_options(arg, OPTIONS, 'panet_ffpp')
+    variant = option_choice(options, 'variant', tuple(VARIANTS), 'panet', 'panet_ffpp')
+    quality = option_choice(options, 'quality', QUALITIES, 'c23', 'panet_ffpp')
 
     c = train.base_config()
     c.batch_size = 32
@@ -143,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def sweep(arg: str | None = None):
     """Table I: the three rows at HQ (c23) and LQ (c40)."""
-    options = _options(arg)
+    options = parse_options(arg, OPTIONS, 'panet_ffpp')
     for quality in QUALITIES:
         for variant, overrides in VARIANTS.items():
             point = {**overrides, 'data.quality': quality}

@@ -69,6 +69,26 @@ def config_from_module(module: ModuleType, arg: str | None) -> ConfigDict:
     return config
 
 
+def parse_options(arg: str | None, allowed: Sequence[str], where: str) -> dict[str, Any]:
+    """A config file's ``arg``: ``'mini,variant=cbam'`` → ``{'mini': True, 'variant': 'cbam'}``; keys must be in
+    ``allowed`` (the error names ``where``, the config file)."""
+    options = {}
+    for item in filter(None, (arg or "").split(",")):
+        key, has_value, value = item.partition("=")
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown option {key!r} in {arg!r}; options are {', '.join(allowed)}")
+        options[key] = value if has_value else True
+    return options
+
+
+def option_choice(options: Mapping[str, Any], key: str, choices: Sequence[str], default: str, where: str) -> str:
+    """``options[key]`` (or ``default``), which must be one of ``choices``."""
+    value = options.get(key, default)
+    if value not in choices:
+        raise ValueError(f"{where}: unknown {key} {value!r}; choose from {', '.join(choices)}")
+    return value
+
+
 def _dotted_keys(config: ConfigDict, prefix: str = "") -> Iterator[str]:
     """Yields every dotted key of ``config``, nested ConfigDicts included."""
     for key, value in config.items():

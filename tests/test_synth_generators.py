@@ -57,8 +57,10 @@ def test_table2_sizes(name, input_size, output_size, width):
 
 def test_structure_reflects_variation():
     faceswap, lightweight, iae, dfaker, dfl = (_params(name) for name in MODELS)
+
     def convs(params):
         return sorted(k for k in params['encoder'] if k.startswith('conv'))
+
     assert set(faceswap) == set(lightweight) == set(dfaker) == set(dfl) == {'encoder', 'decoder_a', 'decoder_b'}
     assert convs(faceswap) == convs(dfaker) == convs(dfl) == ['conv1', 'conv2', 'conv3', 'conv4']
     assert convs(lightweight) == ['conv1', 'conv2', 'conv3']  # Table 2: Lightweight varies the encoder
@@ -72,18 +74,23 @@ def test_structure_reflects_variation():
     assert sorted(dfaker['decoder_b']) == ['out', 'residual1', 'residual2', 'residual3'] + [
         f'upscale{i}' for i in range(1, 5)
     ]
+
     # DFL-H128 takes 128 px: its encoder's first dense layer sees 4x the flattened features of Faceswap's.
     def dense(params):
         return params['encoder']['bottleneck']['dense1']['kernel'].shape[0]
+
     assert dense(dfl) == 4 * dense(faceswap)
 
 
 def test_training_is_deterministic(faces):
     def run(seed):
         return train_swap_model('Lightweight', *faces, steps=3, batch_size=BATCH, seed=seed)
+
     first, again, other = run(0), run(0), run(1)
+
     def leaves(model):
         return jax.tree.leaves(model.variables)
+
     assert all(np.array_equal(x, y) for x, y in zip(leaves(first), leaves(again), strict=True))
     np.testing.assert_array_equal(first.losses, again.losses)
     assert not all(np.array_equal(x, y) for x, y in zip(leaves(first), leaves(other), strict=True))
