@@ -86,3 +86,44 @@ def ema_numpy(x, p, groups):
     weights = x11 @ x2.reshape(n, cg, h * w) + x21 @ x1.reshape(n, cg, h * w)  # [bg, 1, hw]
     out = (g * sigmoid(weights.reshape(n, 1, h, w))).reshape(b, c, h, w)
     return out.transpose(0, 2, 3, 1)
+
+
+def _conv1x1_nchw(x, kernel):
+    return np.einsum('nchw,cd->ndhw', x, kernel[0, 0])
+
+
+def _unfold(x, ratio):
+    """torch.nn.Unfold(kernel_size=ratio, stride=ratio) reshaped to [B, C, ratio², L], L row-major over patches."""
+    b, c, height, width = x.shape
+    rows, cols = height // ratio, width // ratio
+    out = np.zeros((b, c, ratio * ratio, rows * cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[:, :, :, i * cols + j] = x[:, :, i * ratio : (i + 1) * ratio, j * ratio : (j + 1) * ratio].reshape(
+                b, c, ratio * ratio
+            )
+    return out
+
+
+def graph_reasoning_numpy(vert_a, vert_b, vert_c, p):
+    """RECCE's GraphReasoning forward (eval mode) in its NCHW layout with its per-position loop (reference notes)."""
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    a, b, c = (v.transpose(0, 3, 1, 2) for v in (vert_a, vert_b, vert_c))
+    n, _, height, width = a.shape
+    emb_a = _conv1x1_nchw(relu(_conv1x1_nchw(a, p['a_embed1']['kernel'])), p['a_embed2']['kernel'])
+    emb_a = emb_a.reshape(n, -1, height * width)
+    aggregated = []
+    for name, vertices in (('b', b), ('c', c)):
+        ratio = vertices.shape[2] // height
+        gate = (1 - sigmoid(_conv1x1_nchw(a, p[f'{name}_gate']['kernel']))).reshape(*emb_a.shape)
+        patches = _unfold(vertices, ratio).transpose(0, 2, 3, 1)  # [B, r², L, C]
+        emb = relu(patches @ p[f'{name}_embed1']['kernel']) @ p[f'{name}_embed2']['kernel']
+        columns = []
+        for j in range(height * width):
+            pair = np.concatenate([np.repeat(emb_a[:, None, :, j], ratio * ratio, axis=1), emb[:, :, j]], axis=-1)
+            weights = softmax(relu(pair @ p[f'{name}_score']['kernel']), axis=1)  # [B, r², 1]
+            columns.append((emb[:, :, j].transpose(0, 2, 1) @ weights)[..., 0] * gate[:, :, j])
+        aggregated.append(np.stack(columns, axis=-1))
+    out = sigmoid(np.concatenate([*aggregated, emb_a], axis=1)).reshape(n, -1, height, width)
+    out = _conv1x1_nchw(relu(_conv1x1_nchw(out, p['reproject1']['kernel'])), p['reproject2']['kernel'])
+    return out.transpose(0, 2, 3, 1)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpy_reference import filled
+from numpy_reference import filled, graph_reasoning_numpy, numpy_params
 
 from fdx import cli, grid, methods
 from fdx.config import apply_overrides, load_config
@@ -237,3 +237,14 @@ def test_imagenet_xception_initialises_every_variant():
             same = jax.tree.map(np.array_equal, grafted['params'][name], source['params'][name])
             assert all(jax.tree.leaves(same)), (variant, name)
         assert grafted['params']['head']['kernel'].shape == (256, 1)  # fresh binary head
+
+
+def test_graph_reasoning_matches_recce_loop():
+    rng = np.random.default_rng(3)
+    vert_a, vert_b, vert_c = (
+        rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 2, 8), (2, 6, 4, 5), (2, 12, 8, 4))
+    )
+    module = GraphReasoning(embed=6)
+    variables = filled(module.init, vert_a, vert_b, vert_c, seed=4)
+    expected = graph_reasoning_numpy(*(v.astype(np.float64) for v in (vert_a, vert_b, vert_c)), numpy_params(variables))
+    np.testing.assert_allclose(module.apply(variables, vert_a, vert_b, vert_c), expected, rtol=1e-5, atol=1e-5)
