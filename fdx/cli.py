@@ -12,6 +12,7 @@ COMMANDS = {
     'train': ('fdx.train', 'train (or resume) an experiment config in a workdir'),
     'eval': ('fdx.evaluate', 'evaluate a checkpoint of a workdir on any split'),
     'grid': ('fdx.grid', "ablation grid over a config's sweep(): print or run one training per point"),
+    'bench': ('fdx.bench', 'measure the train step (vs PyTorch), input pipeline, preprocessing and matmul peak'),
     'crosseval': ('fdx.crosseval', 'evaluate every point of a grid on every value of a key; markdown table'),
 }
 

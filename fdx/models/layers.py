@@ -1,9 +1,12 @@
 """Layers shared by the backbones, with PyTorch's defaults so converted weights give the same numbers.
 
-Convolutions on the CPU backend run as matrix products (`matmul_conv`): XLA's CPU convolution is fast only for the
-forward pass of dense convolutions, while its kernel and strided-input gradients and every grouped (depthwise)
-convolution fall back to slow loops (`fdx bench step` and the profile in the README's performance section). Other
-backends keep `lax.conv_general_dilated` (cuDNN, TPU convolutions). `CONV_IMPL` overrides the choice.
+Three layers avoid slow XLA lowerings (measured with `fdx bench step --profile`, see the README's performance
+section). On the CPU backend (`matmul_conv`), 1x1 convolutions run as matmuls, whose gradients are matmuls too (XLA's
+kernel gradient of a 1x1 convolution is several times slower than its forward pass), and depthwise convolutions as
+one elementwise fusion of the kernel taps with a custom gradient (XLA's CPU grouped convolution is a naive loop nest,
+~0.1 GFLOP/s); other backends keep `lax.conv_general_dilated` (cuDNN, TPU), and `CONV_IMPL` overrides the choice.
+On every backend, max-pooling is the maximum of its window taps with PyTorch's gradient (to the first maximum) as one
+fusion instead of select-and-scatter. All compute the same values as their `lax` counterparts (up to float rounding).
 """
 
 import functools
@@ -37,9 +40,9 @@ def torch_padding(padding: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return ((padding, padding), (padding, padding))
 
 
-def _taps(x: jnp.ndarray, kernel: tuple[int, int], strides: Sequence[int], padding) -> list[jnp.ndarray]:
-    """The kh·kw shifted (strided) windows of padded NHWC `x` that a kernel tap multiplies, row-major over the taps."""
-    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)))
+def _taps(x: jnp.ndarray, kernel: tuple[int, int], strides: Sequence[int], padding, fill: float = 0.0) -> list:
+    """The kh·kw shifted (strided) windows of NHWC `x` padded with `fill` that the kernel taps see, row-major."""
+    x = lax.pad(x, jnp.asarray(fill, x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)))
     (kh, kw), (sh, sw) = kernel, strides
     b, h, w, c = x.shape
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
@@ -63,8 +66,8 @@ def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
-    """`_depthwise` whose gradients are one fusion each: the input's a depthwise convolution with the flipped kernel,
-    the kernel's one reduction per tap (autodiff would materialise a padded copy per tap)."""
+    """`_depthwise` with fused gradients: the input's is a depthwise convolution of the output gradient with the
+    flipped kernel, the kernel's one multi-output reduction over the taps (autodiff would materialise every tap)."""
     return _depthwise(x, kernel, padding)
 
 
@@ -77,7 +80,11 @@ def _depthwise_bwd(padding, residuals, g):
     kh, kw, _, c = kernel.shape
     flipped = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
     dx = _depthwise(g, kernel[::-1, ::-1], flipped)
-    dkernel = jnp.stack([jnp.sum(tap * g, axis=(0, 1, 2)) for tap in _taps(x, (kh, kw), (1, 1), padding)])
+    # one variadic reduction of the nine tap products: its inputs fuse into it (per-tap reductions go to YNNPACK,
+    # which needs every tap written to memory first)
+    products = [tap * g for tap in _taps(x, (kh, kw), (1, 1), padding)]
+    zeros = [jnp.zeros((), g.dtype)] * len(products)
+    dkernel = jnp.stack(lax.reduce(products, zeros, lambda a, b: [u + v for u, v in zip(a, b)], (0, 1, 2)))
     return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -92,51 +99,38 @@ def matmul_conv(
     *,
     lhs_dilation: Sequence[int] | None = None,
     rhs_dilation: Sequence[int] | None = None,
-    dimension_numbers: Any = None,
     feature_group_count: int = 1,
     precision: Any = None,
     **kwargs,
 ) -> jnp.ndarray:
-    """`lax.conv_general_dilated` (NHWC, HWIO) as matrix products: dense convolutions as one matmul of the stacked taps
-    (im2col; a 1x1 convolution is a plain matmul), stride-1 depthwise ones by `depthwise_conv`. Dilated or other
-    grouped convolutions fall back to `lax.conv_general_dilated`."""
+    """`lax.conv_general_dilated` (NHWC, HWIO) with 1x1 convolutions as matmuls of the (strided) input and stride-1
+    depthwise ones by `depthwise_conv`. Other convolutions (kxk dense ones: XLA CPU runs them and their gradients
+    through YNNPACK) stay `lax.conv_general_dilated`."""
     kh, kw, in_per_group, out_features = kernel.shape
-    dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    depthwise = feature_group_count == x.shape[-1] == out_features and in_per_group == 1
-    if x.ndim != 4 or dilated or isinstance(padding, str) or not (feature_group_count == 1 or depthwise):
-        return lax.conv_general_dilated(
-            x,
-            kernel,
-            window_strides,
-            padding,
-            lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count,
-            precision=precision,
-            **kwargs,
-        )
-    if depthwise and tuple(window_strides) == (1, 1):
+    undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    plain = x.ndim == 4 and undilated and not isinstance(padding, str)
+    if plain and (kh, kw) == (1, 1) and feature_group_count == 1:
+        (strided,) = _taps(x, (1, 1), window_strides, padding)
+        return jnp.einsum('bhwc,co->bhwo', strided, kernel[0, 0], precision=precision)
+    depthwise = in_per_group == 1 and feature_group_count == x.shape[-1] == out_features
+    if plain and depthwise and tuple(window_strides) == (1, 1):
         return depthwise_conv(x, kernel, tuple(map(tuple, padding)))
-    if depthwise:
-        return lax.conv_general_dilated(
-            x,
-            kernel,
-            window_strides,
-            padding,
-            dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count,
-        )
-    if CONV_IMPL == 'hybrid' and kh * kw > 1:
-        return lax.conv_general_dilated(x, kernel, window_strides, padding, dimension_numbers=dimension_numbers)
-    taps = _taps(x, (kh, kw), window_strides, padding)
-    columns = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
-    return jnp.einsum('bhwk,ko->bhwo', columns, kernel.reshape(-1, out_features), precision=precision)
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        feature_group_count=feature_group_count,
+        precision=precision,
+        **kwargs,
+    )
 
 
 def conv_impl() -> Any:
     """The convolution of `conv` layers under `CONV_IMPL` on the default backend."""
-    use_matmul = CONV_IMPL in ('matmul', 'hybrid') or (CONV_IMPL == 'auto' and jax.default_backend() == 'cpu')
+    use_matmul = CONV_IMPL == 'matmul' or (CONV_IMPL == 'auto' and jax.default_backend() == 'cpu')
     return matmul_conv if use_matmul else lax.conv_general_dilated
 
 
@@ -166,9 +160,39 @@ def conv(
     )
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def max_pool(x: jnp.ndarray, kernel: int, stride: int, padding: int) -> jnp.ndarray:
-    """`torch.nn.MaxPool2d(kernel, stride, padding)`: padding with -inf."""
-    return nn.max_pool(x, (kernel, kernel), strides=(stride, stride), padding=torch_padding(padding))
+    """`torch.nn.MaxPool2d(kernel, stride, padding)`: padding with -inf; the gradient goes to the first maximum of
+    each window (row-major), as in PyTorch.
+
+    The maximum over the window's taps is one elementwise fusion, and so is the gradient; XLA's own max-pool gradient
+    (select-and-scatter, lowered on CPU to an arg-max reduce-window over index arrays and a scatter) is several times
+    slower.
+    """
+    return _max_pool(x, kernel, stride, padding)
+
+
+def _max_pool(x, kernel, stride, padding):
+    return functools.reduce(jnp.maximum, _taps(x, (kernel, kernel), (stride, stride), torch_padding(padding), -jnp.inf))
+
+
+def _max_pool_fwd(x, kernel, stride, padding):
+    y = _max_pool(x, kernel, stride, padding)
+    return y, (x, y)
+
+
+def _max_pool_bwd(kernel, stride, padding, residuals, g):
+    x, y = residuals
+    taps, transpose = jax.vjp(lambda x: _taps(x, (kernel, kernel), (stride, stride), torch_padding(padding)), x)
+    taken, grads = jnp.zeros(y.shape, bool), []
+    for tap in _taps(x, (kernel, kernel), (stride, stride), torch_padding(padding), -jnp.inf):
+        first = (tap == y) & ~taken
+        grads.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+        taken = taken | first
+    return transpose(grads)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 dense = functools.partial(nn.Dense, param_dtype=jnp.float32)

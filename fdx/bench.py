@@ -1,0 +1,528 @@
+"""`fdx bench {step,input,prepare,peak}`: measured speed of the train step, the input pipeline and preprocessing.
+
+    fdx bench step --arch resnet50 --batch 8 --size 224 --vs-torch     # vs the timm model + torch.optim.SGD step
+    fdx bench step --arch experiments/dma_sta_dfdm.py:mini             # a method's real train step, synthetic batches
+    fdx bench input --dir DATA --name dfdm --view clip --workers 2     # grain pipeline from prepared records
+    fdx bench prepare dfdm --src RAW --frames 8                        # `fdx prepare`, frames/s
+    fdx bench peak                                                     # matmul FLOP/s, the yardstick of step figures
+
+Every sub-command prints a table and, with `--json PATH`, writes its figures. The step is the trainer's own
+(`fdx.train.Setup.compiled_train_step`: forward, backward, optimizer and batch-norm updates, donated state), timed
+after compilation; XLA's FLOP count and memory estimate come from the compiled executable. `--threads N` pins the
+process to N cores and gives JAX (XLA's intra-op pool) and PyTorch (`torch.set_num_threads`) the same N threads.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# Classifier backbones by name: (fdx.methods.classifier backbone, its kwargs, the equivalent timm model, its kwargs).
+ARCHS = {
+    'xception': ('xception', {}, 'legacy_xception', {}),
+    'resnet50': ('resnet', {'stage_sizes': (3, 4, 6, 3), 'width': 64}, 'resnet50', {}),
+}
+DTYPES = {'f32': 'float32', 'bf16': 'bfloat16'}
+
+
+def pin_threads(threads: int | None) -> int:
+    """Pins this process to the first `threads` allowed cores and gives XLA's intra-op pool as many threads; returns
+    the thread count. Must run before JAX starts its backend (the first computation) for the flag to apply."""
+    cores = sorted(os.sched_getaffinity(0))
+    threads = threads or len(cores)
+    if not 1 <= threads <= len(cores):
+        raise ValueError(f'--threads: must be in [1, {len(cores)}] (the cores this process may use), got {threads}')
+    os.sched_setaffinity(0, cores[:threads])
+    pool = f'--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}'
+    os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS', ''), pool]))
+    return threads
+
+
+def spread(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and interquartile range of repeated timings (seconds)."""
+    q1, _, q3 = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else (seconds[0],) * 3
+    return {
+        'median_s': statistics.median(seconds),
+        'min_s': min(seconds),
+        'max_s': max(seconds),
+        'iqr_s': q3 - q1,
+        'runs': len(seconds),
+    }
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import jax
+
+    info = {'cpu': platform.processor() or platform.machine(), 'cores': len(os.sched_getaffinity(0))}
+    try:
+        lines = Path('/proc/cpuinfo').read_text().splitlines()
+        info['cpu'] = next(line.split(':', 1)[1].strip() for line in lines if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    info.update({'jax': jax.__version__, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS')})
+    return info
+
+
+# --- the train step -----------------------------------------------------------------------------------------------
+
+
+def classifier_config(arch: str, batch: int, size: int, dtype: str):
+    """A binary `classifier` config on `arch` with the trainer's defaults (SGD, lr 0.01, momentum 0.9)."""
+    import ml_collections
+
+    from fdx import train
+
+    backbone, kwargs, _, _ = ARCHS[arch]
+    c = train.base_config()
+    c.batch_size = batch
+    c.model = ml_collections.ConfigDict(
+        {'backbone': backbone, 'backbone_kwargs': kwargs, 'dtype': dtype, 'remat': False, 'dropout_rate': 0.0}
+    )
+    c.data = ml_collections.ConfigDict({'name': 'synthetic', 'class_names': ('real', 'fake'), 'frames': 0})
+    c.data.image_size = size
+    return c
+
+
+def example_batch(config, batch: int, size: int) -> dict[str, np.ndarray]:
+    """A random batch of the method's input: frame / clip views are synthesised, other views take one real batch's
+    shapes (the data must then be prepared)."""
+    from fdx import train
+
+    rng = np.random.default_rng(0)
+    data = config.data
+    if data.name == 'synthetic' or data.view in ('frame', 'clip'):
+        frames = data.frames if data.name == 'synthetic' or data.view == 'clip' else 0
+        shape = (batch, *((frames,) if frames else ()), size, size, 3)
+        return {
+            'image': rng.uniform(-1, 1, shape).astype(np.float32),
+            'label': rng.integers(0, len(data.class_names), batch).astype(np.int32),
+        }
+    from fdx.input import pipeline
+
+    real = next(iter(pipeline.make_loader(train.train_dataset(config), workers=0)))
+    return {k: rng.uniform(-1, 1, v.shape).astype(v.dtype) if v.dtype.kind == 'f' else v for k, v in real.items()}
+
+
+def compiled_step(config, batch: dict[str, np.ndarray]):
+    """The trainer's jitted step, its compiled executable, the initial state and the global batch."""
+    from fdx import sharding, train
+
+    setup = train.Setup(config, steps_per_epoch=1000, example_batch=batch)
+    state = setup.initial_state()
+    global_batch = sharding.global_batch(batch, setup.mesh)
+    step = setup.compiled_train_step()
+    start = time.perf_counter()
+    lowered = step.lower(state, global_batch)
+    lower_s = time.perf_counter() - start
+    compiled = lowered.compile()
+    return setup, compiled, state, global_batch, {'lower_s': lower_s, 'compile_s': time.perf_counter() - start}
+
+
+def xla_costs(compiled) -> dict[str, float]:
+    """XLA's FLOP count and memory estimate (bytes) of a compiled executable."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    memory = compiled.memory_analysis()
+    out = {'flops': float(cost.get('flops', 0.0)), 'bytes_accessed': float(cost.get('bytes accessed', 0.0))}
+    if memory is not None:
+        fields = ('argument', 'output', 'temp', 'generated_code')
+        out.update({f'{f}_bytes': float(getattr(memory, f'{f}_size_in_bytes')) for f in fields})
+        # arguments are donated, so outputs reuse them; peak ≈ arguments + temporaries (+ code)
+        out['peak_bytes'] = out['argument_bytes'] + out['temp_bytes'] + out['generated_code_bytes']
+    return out
+
+
+def profile_step(run: Callable[[], Any], directory: str, steps: int = 3) -> dict[str, Any]:
+    """Traces `steps` runs with `jax.profiler` into `directory`; returns the XLA ops' time per step, largest first.
+
+    Ops are the executable's thunks (fusions, library calls such as `ynn_fusion` convolutions/matmuls, copies),
+    summed over threads; `kinds` groups them by name without the numeric suffix (`loop_fusion.12` → `loop_fusion`).
+    """
+    import jax
+    from jax._src.lib import _profile_data  # the xplane reader behind jax.profiler (no public API yet)
+
+    jax.profiler.start_trace(directory)
+    for _ in range(steps):
+        run()
+    jax.profiler.stop_trace()
+    path = max(Path(directory).glob('**/*.xplane.pb'), key=lambda p: p.stat().st_mtime)
+    ops: dict[str, float] = {}
+    for plane in _profile_data.ProfileData.from_file(str(path)).planes:
+        for line in plane.lines:
+            if line.name.startswith(('tf_XLAEigen', 'tf_XLAPjRtCpuClient', 'XLA Ops')):
+                for event in line.events:
+                    if not event.name.startswith('ThunkExecutor'):
+                        ops[event.name] = ops.get(event.name, 0.0) + event.duration_ns / 1e9 / steps
+    kinds: dict[str, float] = {}
+    for name, seconds in ops.items():
+        kind = re.sub(r'\.\d+$', '', name)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    return {
+        'trace': str(path),
+        'op_seconds_per_step': sum(ops.values()),
+        'kinds': _largest_first(kinds),
+        'ops': _largest_first(ops),
+    }
+
+
+def _largest_first(seconds: dict[str, float]) -> dict[str, float]:
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+
+def torch_step(arch: str, batch: dict[str, np.ndarray], threads: int, lr: float, momentum: float):
+    """A closure running one PyTorch eager train step of the timm model (BCE loss, SGD), as the classifier does."""
+    import timm
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    _, _, name, kwargs = ARCHS[arch]
+    model = timm.create_model(name, pretrained=False, num_classes=1, **kwargs).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    images = torch.from_numpy(np.ascontiguousarray(batch['image'].transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(batch['label'].astype(np.float32))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images)[:, 0], labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def bench_step(args) -> dict[str, Any]:
+    import jax
+
+    from fdx import config as config_lib
+    from fdx.models import layers
+
+    threads = pin_threads(args.threads)
+    layers.CONV_IMPL = args.conv
+    if args.arch in ARCHS:
+        config = classifier_config(args.arch, args.batch, args.size, DTYPES[args.dtype])
+    else:
+        config = config_lib.load_config(args.arch)
+        config.batch_size = args.batch or config.batch_size
+        config.model.dtype = DTYPES[args.dtype] if args.dtype else config.model.get('dtype', 'float32')
+        config.init = ()  # timing does not need pretrained weights
+    batch_size = config.batch_size
+    size = args.size or config.data.get('size') or config.data.image_size
+    batch = example_batch(config, batch_size, size)
+    images = int(np.prod(batch['image'].shape[:-3])) if 'image' in batch else batch_size
+    result = {
+        'command': 'step',
+        'arch': args.arch,
+        'batch': batch_size,
+        'size': size,
+        'dtype': config.model.get('dtype', 'float32'),
+        'threads': threads,
+        'conv': args.conv,
+        'machine': machine(),
+    }
+    setup, compiled, state, global_batch, compile_times = compiled_step(config, batch)
+    result.update(compile_times)
+    result['xla'] = xla_costs(compiled)
+
+    with jax.set_mesh(setup.mesh):
+        holder = {'state': state}
+
+        def fdx_step():
+            holder['state'], metrics = compiled(holder['state'], global_batch)
+            jax.block_until_ready((holder['state'], metrics))
+
+        runs = {'fdx': fdx_step}
+        if args.vs_torch:
+            if args.arch not in ARCHS:
+                raise ValueError(f'--vs-torch needs --arch in {", ".join(ARCHS)}, got {args.arch!r}')
+            runs['torch'] = torch_step(args.arch, batch, threads, float(config.optim.lr), float(config.optim.momentum))
+        seconds, cpu_seconds = {name: [] for name in runs}, {name: [] for name in runs}
+        for name, fn in runs.items():
+            for _ in range(args.warmup):
+                fn()
+        for _ in range(args.repeats):  # alternating, so drifts of the machine hit both alike
+            for name, fn in runs.items():
+                cpu = time.process_time()
+                seconds[name].append(timed(fn))
+                cpu_seconds[name].append(time.process_time() - cpu)
+        if args.profile:
+            result['profile'] = profile_step(fdx_step, args.profile)
+    for name, times in seconds.items():
+        result[name] = {
+            **spread(times),
+            'images_per_s': images / statistics.median(times),
+            'times_s': times,
+            # CPU time of the process (all threads): robust to other processes on the machine, not to spinning
+            'cpu_median_s': statistics.median(cpu_seconds[name]),
+        }
+    result['fdx']['flops_per_s'] = result['xla']['flops'] / result['fdx']['median_s']
+    if args.vs_torch:
+        result['speedup_vs_torch'] = result['fdx']['images_per_s'] / result['torch']['images_per_s']
+    return result
+
+
+def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    xla = result['xla']
+    rows = [
+        ('arch', f'{result["arch"]}, batch {result["batch"]}, {result["size"]}px, {result["dtype"]}'),
+        ('threads', str(result['threads'])),
+        ('compile', f'{result["compile_s"]:.1f} s (lowering {result["lower_s"]:.1f} s)'),
+        ('XLA flops / step', f'{xla["flops"] / 1e9:.1f} GFLOP'),
+        ('XLA peak memory', f'{xla.get("peak_bytes", float("nan")) / 2**20:.0f} MiB'),
+    ]
+    for name in ('fdx', 'torch'):
+        if name in result:
+            r = result[name]
+            rows.append(
+                (
+                    f'{name} step',
+                    f'{r["median_s"] * 1e3:.1f} ms median (min {r["min_s"] * 1e3:.1f}, max {r["max_s"] * 1e3:.1f}, '
+                    f'IQR {r["iqr_s"] * 1e3:.1f}; {r["runs"]} runs), {r["images_per_s"]:.1f} images/s, '
+                    f'CPU {r["cpu_median_s"] * 1e3:.0f} ms',
+                )
+            )
+    rows.append(('fdx GFLOP/s', f'{result["fdx"]["flops_per_s"] / 1e9:.1f}'))
+    if 'speedup_vs_torch' in result:
+        rows.append(('fdx / torch', f'{result["speedup_vs_torch"]:.2f}x images/s'))
+    if 'profile' in result:
+        profile = result['profile']
+        rows.append(('profile', f'{profile["op_seconds_per_step"] * 1e3:.0f} ms of XLA ops per step, over threads'))
+        rows += [(f'  {kind}', f'{seconds * 1e3:.1f} ms') for kind, seconds in list(profile['kinds'].items())[:8]]
+        rows += [(f'  {op}', f'{seconds * 1e3:.1f} ms') for op, seconds in list(profile['ops'].items())[:8]]
+    return rows
+
+
+# --- peak ---------------------------------------------------------------------------------------------------------
+
+
+def bench_peak(args) -> dict[str, Any]:
+    """Best FLOP/s of an n×n by n×n matmul (jitted), over `repeats` runs."""
+    import jax
+    import jax.numpy as jnp
+
+    threads = pin_threads(args.threads)
+    dtype = jnp.dtype(DTYPES[args.dtype])
+    n = args.n
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    matmul = jax.jit(jnp.dot).lower(a, b).compile()
+    for _ in range(args.warmup):
+        matmul(a, b).block_until_ready()
+    seconds = [timed(lambda: matmul(a, b).block_until_ready()) for _ in range(args.repeats)]
+    flops = 2.0 * n**3
+    return {
+        'command': 'peak',
+        'n': n,
+        'dtype': str(dtype),
+        'threads': threads,
+        'machine': machine(),
+        **spread(seconds),
+        'peak_flops_per_s': flops / min(seconds),
+        'median_flops_per_s': flops / statistics.median(seconds),
+    }
+
+
+def peak_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ('matmul', f'{result["n"]}x{result["n"]} @ {result["n"]}x{result["n"]}, {result["dtype"]}'),
+        ('threads', str(result['threads'])),
+        ('peak', f'{result["peak_flops_per_s"] / 1e9:.1f} GFLOP/s (best of {result["runs"]})'),
+        ('median', f'{result["median_flops_per_s"] / 1e9:.1f} GFLOP/s'),
+    ]
+
+
+# --- input pipeline -----------------------------------------------------------------------------------------------
+
+IMAGE_KEYS = ('image', 'image_hq', 'image_lq')
+
+
+def bench_input(args) -> dict[str, Any]:
+    """Batches/s of the training pipeline of prepared records after its first batch (worker start-up excluded)."""
+    from fdx import input as input_lib
+    from fdx.input import pipeline
+
+    fields = {'name': args.name, 'dir': args.dir, 'view': args.view, 'size': args.size}
+    fields.update(
+        {k: getattr(args, k) for k in ('quality', 'hq', 'lq', 'frames', 'builder_config') if getattr(args, k)}
+    )
+    data = input_lib.prepared_data_config(**fields)
+    dataset = pipeline.train_dataset(
+        input_lib.build_source(data, 'train'),
+        global_batch_size=args.batch,
+        seed=0,
+        process_index=0,
+        process_count=1,
+        transform=input_lib.build_transform(data, 'train'),
+    )
+    start = time.perf_counter()
+    iterator = pipeline.make_loader(dataset, workers=args.workers, prefetch_buffer=args.prefetch)
+    first = next(iterator)
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.batches):
+        next(iterator)
+    seconds = time.perf_counter() - start
+    images = sum(int(np.prod(first[k].shape[:-3])) for k in IMAGE_KEYS if k in first)
+    return {
+        'command': 'input',
+        'view': args.view,
+        'workers': args.workers,
+        'batch': args.batch,
+        'size': args.size,
+        'batches': args.batches,
+        'machine': machine(),
+        'first_batch_s': first_s,
+        'seconds': seconds,
+        'examples_per_s': args.batches * args.batch / seconds,
+        'images_per_s': args.batches * images / seconds,
+    }
+
+
+def input_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ('view', f'{result["view"]}, batch {result["batch"]}, {result["size"]}px'),
+        ('workers', str(result['workers'])),
+        ('first batch', f'{result["first_batch_s"]:.2f} s'),
+        ('throughput', f'{result["images_per_s"]:.1f} images/s ({result["examples_per_s"]:.1f} examples/s)'),
+    ]
+
+
+# --- preprocessing ------------------------------------------------------------------------------------------------
+
+
+def bench_prepare(args, prepare_args: list[str]) -> dict[str, Any]:
+    """`fdx prepare` from scratch into a temporary folder (resuming would skip the work); records/s and frames/s."""
+    from fdx.input import prepare
+
+    out = Path(tempfile.mkdtemp(prefix='fdx-bench-prepare-'))
+    try:
+        argv = [args.dataset, '--src', args.src, '--out', str(out), '--workers', str(args.workers), *prepare_args]
+        start = time.perf_counter()
+        code = prepare.main(argv)
+        seconds = time.perf_counter() - start
+        manifests = list(out.glob(f'{args.dataset}/*/*/manifest.json'))
+        if code == 2 or not manifests:
+            raise RuntimeError(f'fdx prepare {" ".join(argv)} failed with status {code}')
+        manifest = json.loads(manifests[0].read_text())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {
+        'command': 'prepare',
+        'dataset': args.dataset,
+        'workers': args.workers,
+        'prepare_args': prepare_args,
+        'machine': machine(),
+        'videos': manifest['videos'],
+        'records': manifest['records'],
+        'seconds': seconds,
+        'frames_per_s': manifest['records'] / seconds,  # face crops written (one record: every quality of a frame)
+        'videos_per_s': manifest['videos'] / seconds,
+    }
+
+
+def prepare_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ('dataset', f'{result["dataset"]}: {result["videos"]} videos → {result["records"]} records'),
+        ('workers', str(result['workers'])),
+        ('time', f'{result["seconds"]:.1f} s'),
+        ('throughput', f'{result["frames_per_s"]:.1f} frames/s ({result["videos_per_s"]:.2f} videos/s)'),
+    ]
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+TABLES = {'step': step_table, 'peak': peak_table, 'input': input_table, 'prepare': prepare_table}
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='fdx bench', description=__doc__.split('\n\n')[0])
+    commands = p.add_subparsers(dest='command', required=True)
+
+    def add(name, help_):
+        sub = commands.add_parser(name, help=help_)
+        sub.add_argument('--json', help='also write the figures to this JSON file')
+        return sub
+
+    step = add('step', 'time the compiled train step (and the PyTorch one with --vs-torch)')
+    step.add_argument('--arch', required=True, help=f'{", ".join(ARCHS)}, or an experiment config FILE.py[:ARG]')
+    step.add_argument('--batch', type=int, help='global batch (default: 8, or the config’s)')
+    step.add_argument('--size', type=int, help='image side (default: 224, or the config’s data.size)')
+    step.add_argument('--dtype', choices=DTYPES, help='computation dtype (default f32, or the config’s)')
+    step.add_argument('--vs-torch', action='store_true', help='also time the timm model and SGD step, alternating')
+    step.add_argument('--threads', type=int, help='cores to pin and threads for both frameworks (default: all)')
+    step.add_argument('--conv', choices=('auto', 'matmul', 'lax'), default='auto', help='fdx.models.layers.CONV_IMPL')
+    step.add_argument('--warmup', type=int, default=2)
+    step.add_argument('--repeats', type=int, default=10)
+    step.add_argument('--profile', metavar='DIR', help='then trace 3 steps with jax.profiler into DIR; time per op')
+
+    peak = add('peak', 'matmul FLOP/s of this machine')
+    peak.add_argument('--n', type=int, default=2048, help='matrix side')
+    peak.add_argument('--dtype', choices=DTYPES, default='f32')
+    peak.add_argument('--threads', type=int)
+    peak.add_argument('--warmup', type=int, default=2)
+    peak.add_argument('--repeats', type=int, default=10)
+
+    inp = add('input', 'images/s of the training input pipeline on prepared records')
+    inp.add_argument('--dir', required=True, help='DATA_DIR given to `fdx prepare --out`')
+    inp.add_argument('--name', required=True, help='prepared dataset: ffpp | celebdf | dfdm')
+    inp.add_argument('--view', choices=('frame', 'clip', 'pair', 'residual'), default='frame')
+    inp.add_argument('--workers', type=int, default=0)
+    inp.add_argument('--batch', type=int, default=8)
+    inp.add_argument('--size', type=int, default=224)
+    inp.add_argument('--batches', type=int, default=20, help='batches timed after the first')
+    inp.add_argument('--prefetch', type=int, default=2)
+    inp.add_argument('--quality', help='prepared quality (frame, clip, residual)')
+    inp.add_argument('--hq', help='pair: high quality')
+    inp.add_argument('--lq', help='pair: low quality')
+    inp.add_argument('--frames', type=int, help='clip: frames per clip')
+    inp.add_argument('--builder-config', help='prepared builder config, when there are several')
+
+    prep = add('prepare', '`fdx prepare` frames/s; unknown options go to `fdx prepare`')
+    prep.add_argument('dataset', help='ffpp | celebdf | dfdm')
+    prep.add_argument('--src', required=True)
+    prep.add_argument('--workers', type=int, default=os.cpu_count() or 1)
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    """`fdx bench {step,input,prepare,peak} [options]`."""
+    args, extra = parser().parse_known_args(argv)
+    if extra and args.command != 'prepare':
+        parser().error(f'unrecognized arguments: {" ".join(extra)}')
+    if args.command == 'step':
+        if args.arch in ARCHS:
+            args.batch, args.size, args.dtype = args.batch or 8, args.size or 224, args.dtype or 'f32'
+        result = bench_step(args)
+    elif args.command == 'peak':
+        result = bench_peak(args)
+    elif args.command == 'input':
+        result = bench_input(args)
+    else:
+        result = bench_prepare(args, extra)
+    print(format_table(TABLES[args.command](result)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=float) + '\n')
+    return 0

@@ -1,0 +1,112 @@
+"""`fdx bench` on tiny models, matrices and prepared sets (figures as a table and as JSON), and the fast CPU layers
+the benchmarked step uses: same values and gradients as XLA's convolutions and PyTorch's max-pooling."""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from jax import lax
+from test_prepare import celebdf_tree, run_prepare
+
+from fdx import bench, cli
+from fdx.models import layers
+
+CONFIGS = Path(__file__).parent / 'configs'
+
+
+def run(capsys, tmp_path, *argv) -> tuple[dict, str]:
+    out = tmp_path / 'bench.json'
+    assert cli.main(['bench', *argv, '--json', str(out)]) == 0
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+def test_step_of_a_method_config_and_profile(capsys, tmp_path):
+    argv = ['step', '--arch', str(CONFIGS / 'tiny.py'), '--warmup', '1', '--repeats', '3', '--profile', str(tmp_path)]
+    result, table = run(capsys, tmp_path, *argv)
+    assert (result['batch'], result['size'], result['dtype']) == (8, 32, 'float32')
+    assert result['fdx']['runs'] == 3 and len(result['fdx']['times_s']) == 3
+    assert result['fdx']['min_s'] <= result['fdx']['median_s'] <= result['fdx']['max_s']
+    assert result['fdx']['images_per_s'] == pytest.approx(8 / result['fdx']['median_s'])
+    assert result['xla']['flops'] > 0 and result['xla']['peak_bytes'] > 0 and result['compile_s'] > 0
+    assert 'torch' not in result and 'images/s' in table and 'GFLOP' in table
+    profile = result['profile']
+    assert profile['op_seconds_per_step'] > 0 and profile['ops'] and Path(profile['trace']).is_file()
+    assert sum(profile['kinds'].values()) == pytest.approx(profile['op_seconds_per_step'])
+
+
+def test_step_vs_torch(capsys, tmp_path, monkeypatch):
+    """A narrow one-bottleneck-per-stage ResNet against timm's, with the same layers."""
+    timm_kwargs = {'layers': (1, 1, 1, 1), 'channels': (16, 32, 64, 128), 'stem_width': 16}
+    tiny = ('resnet', {'stage_sizes': (1, 1, 1, 1), 'width': 16}, 'resnet50', timm_kwargs)
+    monkeypatch.setitem(bench.ARCHS, 'tiny_resnet', tiny)
+    result, table = run(
+        capsys, tmp_path, 'step', '--arch', 'tiny_resnet', '--batch', '2', '--size', '32', '--warmup', '1',
+        '--repeats', '2', '--vs-torch',
+    )  # fmt: skip
+    assert result['torch']['runs'] == result['fdx']['runs'] == 2
+    ratio = result['fdx']['images_per_s'] / result['torch']['images_per_s']
+    assert result['speedup_vs_torch'] == pytest.approx(ratio)
+    assert 'fdx / torch' in table and 'torch step' in table
+
+
+def test_peak(capsys, tmp_path):
+    result, table = run(capsys, tmp_path, 'peak', '--n', '128', '--repeats', '3')
+    assert result['runs'] == 3 and result['peak_flops_per_s'] >= result['median_flops_per_s'] > 0
+    assert 'GFLOP/s' in table
+
+
+@pytest.fixture(scope='module')
+def celebdf(tmp_path_factory):
+    root = tmp_path_factory.mktemp('celebdf')
+    raw = celebdf_tree(root / 'raw')
+    return raw, run_prepare('celebdf', raw, root / 'data')
+
+
+def test_input_pipeline(capsys, tmp_path, celebdf):
+    _, manifest = celebdf
+    data_dir = str(Path(manifest['directory']).parents[2])
+    argv = ['input', '--dir', data_dir, '--name', 'celebdf', '--quality', 'raw', '--size', '32', '--batch', '2']
+    result, table = run(capsys, tmp_path, *argv, '--workers', '0', '--batches', '3')
+    assert (result['workers'], result['batches']) == (0, 3)
+    assert result['images_per_s'] == pytest.approx(result['examples_per_s']) and result['images_per_s'] > 0
+    assert 'images/s' in table
+
+
+def test_prepare(capsys, tmp_path, celebdf):
+    raw, manifest = celebdf
+    argv = ['prepare', 'celebdf', '--src', str(raw), '--workers', '1', '--frames', '4', '--crop-size', '96']
+    result, table = run(capsys, tmp_path, *argv)
+    assert result['records'] == manifest['records'] > 0 and result['frames_per_s'] > 0
+    assert not list(Path(manifest['directory']).parents[3].glob('fdx-bench-prepare-*'))
+    assert 'frames/s' in table
+
+
+@pytest.mark.parametrize('kernel,stride,groups', [(1, 1, 1), (1, 2, 1), (3, 1, 6), (5, 1, 6), (3, 2, 1)])
+def test_fast_convolutions_match_lax(kernel, stride, groups):
+    """The CPU convolutions the benchmarked step uses give XLA's values and gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 9, 8, 6)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 6 // groups, 6)), jnp.float32)
+    padding = ((kernel // 2, kernel // 2),) * 2
+    kwargs = dict(dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+    ref, ref_vjp = jax.vjp(lambda x, w: lax.conv_general_dilated(x, w, (stride,) * 2, padding, **kwargs), x, w)
+    out, out_vjp = jax.vjp(lambda x, w: layers.matmul_conv(x, w, (stride,) * 2, padding, **kwargs), x, w)
+    g = jnp.asarray(rng.standard_normal(ref.shape), jnp.float32)
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    for got, want in zip(out_vjp(g), ref_vjp(g)):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_max_pool_matches_torch_with_ties():
+    x = np.maximum(np.random.default_rng(0).standard_normal((2, 9, 9, 5)), 0).astype(np.float32)  # ReLU: many ties
+    y, vjp = jax.vjp(lambda x: layers.max_pool(x, 3, 2, 1), jnp.asarray(x))
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
+    yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+    np.testing.assert_array_equal(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(g))[0]), xt.grad.numpy().transpose(0, 2, 3, 1))
