@@ -65,6 +65,28 @@ def _depthwise(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def pointwise_matmul(x: jnp.ndarray, kernel: jnp.ndarray, precision: Any = None) -> jnp.ndarray:
+    """x [..., C] @ kernel [C, O]. The kernel gradient contracts the flattened [P, C] input with the [P, O] output
+    gradient: autodiff's contraction over the batch and spatial axes makes XLA CPU transpose the input first (on a
+    147²x128 map at batch 8: 111 ms vs 63 ms)."""
+    return jnp.einsum('...c,co->...o', x, kernel, precision=precision)
+
+
+def _pointwise_fwd(x, kernel, precision):
+    return pointwise_matmul(x, kernel, precision), (x, kernel)
+
+
+def _pointwise_bwd(precision, residuals, g):
+    x, kernel = residuals
+    dx = jnp.einsum('...o,co->...c', g, kernel, precision=precision)
+    dkernel = jnp.einsum('pc,po->co', x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]), precision=precision)
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+pointwise_matmul.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
     """`_depthwise` with fused gradients: the input's is a depthwise convolution of the output gradient with the
     flipped kernel, the kernel's one multi-output reduction over the taps (autodiff would materialise every tap)."""
@@ -111,7 +133,7 @@ def matmul_conv(
     plain = x.ndim == 4 and undilated and not isinstance(padding, str)
     if plain and (kh, kw) == (1, 1) and feature_group_count == 1:
         (strided,) = _taps(x, (1, 1), window_strides, padding)
-        return jnp.einsum('bhwc,co->bhwo', strided, kernel[0, 0], precision=precision)
+        return pointwise_matmul(strided, kernel[0, 0], precision)
     depthwise = in_per_group == 1 and feature_group_count == x.shape[-1] == out_features
     if plain and depthwise and tuple(window_strides) == (1, 1):
         return depthwise_conv(x, kernel, tuple(map(tuple, padding)))
