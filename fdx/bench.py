@@ -10,15 +10,20 @@ Every sub-command prints a table and, with `--json PATH`, writes its figures. Th
 (`fdx.train.Setup.compiled_train_step`: forward, backward, optimizer and batch-norm updates, donated state), timed
 after compilation; XLA's FLOP count and memory estimate come from the compiled executable. `--threads N` pins the
 process to N cores and gives JAX (XLA's intra-op pool) and PyTorch (`torch.set_num_threads`) the same N threads.
+`--vs-torch` runs the PyTorch step in a child process on the same cores, with the same allocator (`fdx.allocator`),
+alternating with the fdx step.
 """
 
 import argparse
 import json
 import os
+import pickle
 import platform
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +81,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     info.update({'jax': jax.__version__, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS')})
+    info['malloc'] = 'jemalloc' if 'jemalloc' in os.environ.get('LD_PRELOAD', '') else 'default (glibc)'
     return info
 
 
@@ -185,14 +191,14 @@ def _largest_first(seconds: dict[str, float]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
 
 
-def torch_step(arch: str, batch: dict[str, np.ndarray], threads: int, lr: float, momentum: float):
-    """A closure running one PyTorch eager train step of the timm model (BCE loss, SGD), as the classifier does."""
+def torch_step(name: str, kwargs: dict, batch: dict[str, np.ndarray], threads: int, lr: float, momentum: float):
+    """A closure running one PyTorch eager train step of the timm model `name(**kwargs)` (BCE loss, SGD), as the
+    classifier does."""
     import timm
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    _, _, name, kwargs = ARCHS[arch]
     model = timm.create_model(name, pretrained=False, num_classes=1, **kwargs).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     images = torch.from_numpy(np.ascontiguousarray(batch['image'].transpose(0, 3, 1, 2)))
@@ -207,6 +213,60 @@ def torch_step(arch: str, batch: dict[str, np.ndarray], threads: int, lr: float,
         return loss.item()
 
     return step
+
+
+def serve_torch() -> None:
+    """The child side of `TorchProcess`: reads the `torch_step` arguments, then runs one step per 'step' message and
+    answers (wall seconds, CPU seconds); pickles over stdin/stdout (anything else printed goes to stderr)."""
+    replies = os.fdopen(os.dup(1), 'wb')
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    try:
+        step = torch_step(*pickle.load(requests))
+    except Exception as error:
+        pickle.dump(f'{type(error).__name__}: {error}', replies)
+        replies.flush()
+        raise
+    pickle.dump('ready', replies)
+    replies.flush()
+    while pickle.load(requests) == 'step':
+        cpu = time.process_time()
+        seconds = timed(step)
+        pickle.dump((seconds, time.process_time() - cpu), replies)
+        replies.flush()
+
+
+class TorchProcess:
+    """The PyTorch step in a child Python process (no JAX in it) on the same cores and with the same allocator.
+
+    In one process, JAX's and PyTorch's thread pools compete: measured here, PyTorch's Xception step took 3.7 s alone
+    and 4.9-6.9 s when it alternated with the fdx step in the same process."""
+
+    def __init__(self, *step_args):
+        command = [sys.executable, '-c', 'from fdx.bench import serve_torch; serve_torch()']
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._send(step_args)
+        message = self._receive()
+        if message != 'ready':
+            raise RuntimeError(f'bench: the PyTorch step could not be built: {message}')
+
+    def _send(self, message) -> None:
+        pickle.dump(message, self.process.stdin)
+        self.process.stdin.flush()
+
+    def _receive(self):
+        try:
+            return pickle.load(self.process.stdout)
+        except EOFError:
+            raise RuntimeError(f'bench: the PyTorch process exited with code {self.process.wait()}') from None
+
+    def step(self) -> tuple[float, float]:
+        self._send('step')
+        return self._receive()
+
+    def close(self) -> None:
+        self._send('stop')
+        self.process.wait(30)
 
 
 def bench_step(args) -> dict[str, Any]:
@@ -249,20 +309,30 @@ def bench_step(args) -> dict[str, Any]:
             holder['state'], metrics = compiled(holder['state'], global_batch)
             jax.block_until_ready((holder['state'], metrics))
 
-        runs = {'fdx': fdx_step}
+        def fdx_timed():
+            cpu = time.process_time()
+            return timed(fdx_step), time.process_time() - cpu
+
+        runs = {'fdx': fdx_timed}
         if args.vs_torch:
             if args.arch not in ARCHS:
                 raise ValueError(f'--vs-torch needs --arch in {", ".join(ARCHS)}, got {args.arch!r}')
-            runs['torch'] = torch_step(args.arch, batch, threads, float(config.optim.lr), float(config.optim.momentum))
+            _, _, timm_name, timm_kwargs = ARCHS[args.arch]
+            optim = float(config.optim.lr), float(config.optim.momentum)
+            torch_process = TorchProcess(timm_name, timm_kwargs, batch, threads, *optim)
+            runs['torch'] = torch_process.step
         seconds, cpu_seconds = {name: [] for name in runs}, {name: [] for name in runs}
         for name, fn in runs.items():
             for _ in range(args.warmup):
                 fn()
         for _ in range(args.repeats):  # alternating, so drifts of the machine hit both alike
             for name, fn in runs.items():
-                cpu = time.process_time()
-                seconds[name].append(timed(fn))
-                cpu_seconds[name].append(time.process_time() - cpu)
+                time.sleep(args.pause)  # the other runtime's spinning worker threads go idle
+                wall, cpu = fn()
+                seconds[name].append(wall)
+                cpu_seconds[name].append(cpu)
+        if args.vs_torch:
+            torch_process.close()
         if args.profile:
             result['profile'] = profile_step(fdx_step, args.profile)
     for name, times in seconds.items():
@@ -476,6 +546,7 @@ def parser() -> argparse.ArgumentParser:
     step.add_argument('--conv', choices=('auto', 'matmul', 'lax'), default='auto', help='fdx.models.layers.CONV_IMPL')
     step.add_argument('--warmup', type=int, default=2)
     step.add_argument('--repeats', type=int, default=10)
+    step.add_argument('--pause', type=float, default=0.5, help='seconds of idle before each timed run')
     step.add_argument('--profile', metavar='DIR', help='then trace 3 steps with jax.profiler into DIR; time per op')
 
     peak = add('peak', 'matmul FLOP/s of this machine')

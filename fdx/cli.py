@@ -4,6 +4,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from fdx import allocator
+
 # sub-command → (module with `main(argv) -> int`, one-line description)
 COMMANDS = {
     'convert-weights': ('fdx.models.convert', 'PyTorch state dict → orbax checkpoint of flax variables'),
@@ -18,6 +20,10 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a sub-command. Called as the `fdx` program (`argv` None), CPU runs restart under jemalloc first
+    (`fdx.allocator`); called with `argv` (tests, scripts), the process is left as it is."""
+    if argv is None:
+        allocator.restart_with_jemalloc(sys.argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))

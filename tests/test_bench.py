@@ -53,6 +53,12 @@ def test_step_vs_torch(capsys, tmp_path, monkeypatch):
     assert 'fdx / torch' in table and 'torch step' in table
 
 
+def test_torch_process_reports_a_step_it_cannot_build():
+    batch = {'image': np.zeros((1, 8, 8, 3), np.float32), 'label': np.zeros(1, np.int32)}
+    with pytest.raises(RuntimeError, match='PyTorch step could not be built: .*no_such_model'):
+        bench.TorchProcess('no_such_model', {}, batch, 1, 0.01, 0.9)
+
+
 def test_peak(capsys, tmp_path):
     result, table = run(capsys, tmp_path, 'peak', '--n', '128', '--repeats', '3')
     assert result['runs'] == 3 and result['peak_flops_per_s'] >= result['median_flops_per_s'] > 0
@@ -85,13 +91,16 @@ def test_prepare(capsys, tmp_path, celebdf):
     assert 'frames/s' in table
 
 
-@pytest.mark.parametrize('kernel,stride,groups', [(1, 1, 1), (1, 2, 1), (3, 1, 6), (5, 1, 6), (3, 2, 1)])
-def test_fast_convolutions_match_lax(kernel, stride, groups):
+@pytest.mark.parametrize(
+    'kernel,stride,groups,pad',
+    [(1, 1, 1, 0), (1, 2, 1, 0), (3, 1, 6, 1), (5, 1, 6, 2), (3, 2, 1, 1), (3, 1, 1, 0), (7, 2, 1, 3)],
+)
+def test_fast_convolutions_match_lax(kernel, stride, groups, pad):
     """The CPU convolutions the benchmarked step uses give XLA's values and gradients."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, 9, 8, 6)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((kernel, kernel, 6 // groups, 6)), jnp.float32)
-    padding = ((kernel // 2, kernel // 2),) * 2
+    padding = ((pad, pad),) * 2
     kwargs = dict(dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
     ref, ref_vjp = jax.vjp(lambda x, w: lax.conv_general_dilated(x, w, (stride,) * 2, padding, **kwargs), x, w)
     out, out_vjp = jax.vjp(lambda x, w: layers.matmul_conv(x, w, (stride,) * 2, padding, **kwargs), x, w)

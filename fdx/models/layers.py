@@ -1,12 +1,14 @@
 """Layers shared by the backbones, with PyTorch's defaults so converted weights give the same numbers.
 
-Three layers avoid slow XLA lowerings (measured with `fdx bench step --profile`, see the README's performance
+Some layers avoid slow XLA CPU lowerings (measured with `fdx bench step --profile`, see the README's performance
 section). On the CPU backend (`matmul_conv`), 1x1 convolutions run as matmuls, whose gradients are matmuls too (XLA's
-kernel gradient of a 1x1 convolution is several times slower than its forward pass), and depthwise convolutions as
+kernel gradient of a 1x1 convolution is several times slower than its forward pass); depthwise convolutions run as
 one elementwise fusion of the kernel taps with a custom gradient (XLA's CPU grouped convolution is a naive loop nest,
-~0.1 GFLOP/s); other backends keep `lax.conv_general_dilated` (cuDNN, TPU), and `CONV_IMPL` overrides the choice.
-On every backend, max-pooling is the maximum of its window taps with PyTorch's gradient (to the first maximum) as one
-fusion instead of select-and-scatter. All compute the same values as their `lax` counterparts (up to float rounding).
+~0.1 GFLOP/s); kxk convolutions keep XLA's forward pass and input gradient but take their kernel gradient as one
+matmul of the input's tap columns (XLA's runs at a few GFLOP/s). Other backends keep `lax.conv_general_dilated`
+(cuDNN, TPU), and `CONV_IMPL` overrides the choice. On every backend, max-pooling is the maximum of its window taps
+with PyTorch's gradient (to the first maximum) as one fusion instead of select-and-scatter. All compute the same
+values as their `lax` counterparts (up to float rounding).
 """
 
 import functools
@@ -103,7 +105,8 @@ def _depthwise_bwd(padding, residuals, g):
     flipped = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
     dx = _depthwise(g, kernel[::-1, ::-1], flipped)
     # one variadic reduction of the nine tap products: its inputs fuse into it (per-tap reductions go to YNNPACK,
-    # which needs every tap written to memory first)
+    # which needs every tap written to memory first: on Xception at batch 8 they are faster but raise XLA's peak
+    # memory estimate from 3.0 to 6.5 GB)
     products = [tap * g for tap in _taps(x, (kh, kw), (1, 1), padding)]
     zeros = [jnp.zeros((), g.dtype)] * len(products)
     dkernel = jnp.stack(lax.reduce(products, zeros, lambda a, b: [u + v for u, v in zip(a, b)], (0, 1, 2)))
@@ -111,6 +114,38 @@ def _depthwise_bwd(padding, residuals, g):
 
 
 depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def _dense_conv(x, kernel, strides, padding, precision):
+    return lax.conv_general_dilated(
+        x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def dense_conv(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding, precision: Any = None) -> jnp.ndarray:
+    """A kxk convolution (NHWC, HWIO) whose kernel gradient is one contraction of the input's kernel-tap columns
+    ([P, kh·kw·C], im2col) with the [P, O] output gradient. XLA CPU computes it as a convolution with a window the size
+    of the output, which YNNPACK runs at a few GFLOP/s (Xception's conv2 at batch 8: 1031 ms vs 131 ms); the forward
+    pass and the input gradient stay XLA's convolutions."""
+    return _dense_conv(x, kernel, strides, padding, precision)
+
+
+def _dense_conv_fwd(x, kernel, strides, padding, precision):
+    return _dense_conv(x, kernel, strides, padding, precision), (x, kernel)
+
+
+def _dense_conv_bwd(strides, padding, precision, residuals, g):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x: _dense_conv(x, kernel, strides, padding, precision), x)
+    (dx,) = input_vjp(g)
+    kh, kw, c, o = kernel.shape
+    columns = jnp.concatenate(_taps(x, (kh, kw), strides, padding), axis=-1).reshape(-1, kh * kw * c)
+    dkernel = jnp.einsum('pk,po->ko', columns, g.reshape(-1, o), precision=precision)
+    return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+dense_conv.defvjp(_dense_conv_fwd, _dense_conv_bwd)
 
 
 def matmul_conv(
@@ -125,9 +160,9 @@ def matmul_conv(
     precision: Any = None,
     **kwargs,
 ) -> jnp.ndarray:
-    """`lax.conv_general_dilated` (NHWC, HWIO) with 1x1 convolutions as matmuls of the (strided) input and stride-1
-    depthwise ones by `depthwise_conv`. Other convolutions (kxk dense ones: XLA CPU runs them and their gradients
-    through YNNPACK) stay `lax.conv_general_dilated`."""
+    """`lax.conv_general_dilated` (NHWC, HWIO) with 1x1 convolutions as matmuls of the (strided) input, stride-1
+    depthwise ones by `depthwise_conv` and other undilated ungrouped ones by `dense_conv`. The rest (dilated, other
+    grouped convolutions) stay `lax.conv_general_dilated`."""
     kh, kw, in_per_group, out_features = kernel.shape
     undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     plain = x.ndim == 4 and undilated and not isinstance(padding, str)
@@ -137,6 +172,8 @@ def matmul_conv(
     depthwise = in_per_group == 1 and feature_group_count == x.shape[-1] == out_features
     if plain and depthwise and tuple(window_strides) == (1, 1):
         return depthwise_conv(x, kernel, tuple(map(tuple, padding)))
+    if plain and feature_group_count == 1 and set(kwargs) <= {'dimension_numbers'}:
+        return dense_conv(x, kernel, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return lax.conv_general_dilated(
         x,
         kernel,
