@@ -1,28 +1,35 @@
 """Evaluation metrics for binary detection and multi-class attribution.
 
 Pure numpy at run time, vectorised (sort/bincount based) so it scales to
-millions of frames. Binary convention: label 1 = positive = fake, and a score
-is the probability of fake. Plots use matplotlib's Agg canvas, imported lazily.
+millions of frames; bootstrap intervals evaluate all resamples as weight
+matrices. Binary convention: label 1 = positive = fake, and a score is the
+probability of fake. Plots use matplotlib's Agg canvas, imported lazily.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "roc_curve",
     "binary_metrics",
-    "video_level",
-    "multiclass_metrics",
-    "video_level_multiclass",
-    "save_confusion_matrix_png",
-    "save_roc_png",
-    "save_image_grid_png",
+    "bootstrap_binary",
+    "bootstrap_multiclass",
+    "format_mean_std",
     "format_table",
+    "mean_std",
+    "multiclass_metrics",
+    "per_class_binary",
+    "per_video",
+    "roc_curve",
+    "save_confusion_matrix_png",
+    "save_image_grid_png",
+    "save_roc_png",
+    "video_level",
+    "video_level_multiclass",
 ]
 
 
@@ -31,20 +38,20 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 
 
-def _as_labels(labels: Any, num_classes: int) -> np.ndarray:
+def _as_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndarray:
     """Return `labels` as a 1-D int64 array, checking values lie in [0, num_classes)."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {arr.shape}")
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError("labels is empty")
+        raise ValueError(f"{name} is empty")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise ValueError(f"labels must be numeric, got dtype {arr.dtype}")
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     bad = ~np.isin(arr, np.arange(num_classes))
     if bad.any():
         allowed = "0 or 1" if num_classes == 2 else f"integers in [0, {num_classes - 1}]"
         examples = np.unique(arr[bad])[:5].tolist()
-        raise ValueError(f"labels must be {allowed}; found {int(bad.sum())} invalid values, e.g. {examples}")
+        raise ValueError(f"{name} must be {allowed}; found {int(bad.sum())} invalid values, e.g. {examples}")
     return arr.astype(np.int64)
 
 
@@ -163,43 +170,121 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str
     return out
 
 
+def per_class_binary(
+    labels: Any, scores: Any, class_ids: Any, class_names: Sequence[str], threshold: float = 0.5
+) -> dict[str, dict[str, Any]]:
+    """`binary_metrics` of each fake class (class id of a label-1 sample) against all real samples.
+
+    `class_ids` index `class_names`; classes with no fake sample are omitted. Keys follow class id order.
+    """
+    labels, scores = _binary_inputs(labels, scores)
+    class_ids = _as_labels(class_ids, len(class_names), name="class_ids")
+    _check_lengths(labels=labels, class_ids=class_ids)
+    real, fake = labels == 0, labels == 1
+    out = {}
+    for c in np.unique(class_ids[fake]):
+        keep = real | (fake & (class_ids == c))
+        out[class_names[c]] = binary_metrics(labels[keep], scores[keep], threshold)
+    return out
+
+
 # --------------------------------------------------------------------------- #
 # Video-level aggregation
 # --------------------------------------------------------------------------- #
 
 
-def _group_by_video(
-    labels: np.ndarray, values: np.ndarray, video_ids: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per video (sorted ids): its label and the mean of `values` ([N] or [N, K])."""
+_AGGREGATIONS = ("mean", "max", "logit_mean")
+_EPS = 1e-7  # probability clip before taking logs
+
+
+def _index_videos(video_ids: Any, name: str = "video_ids", **arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(sorted unique ids, first frame of each, video index of each frame), checking lengths against `arrays`."""
     video_ids = np.asarray(video_ids)
     if video_ids.ndim != 1:
-        raise ValueError(f"video_ids must be 1-D, got shape {video_ids.shape}")
-    _check_lengths(labels=labels, values=values, video_ids=video_ids)
-    ids, first, inverse = np.unique(video_ids, return_index=True, return_inverse=True)
-    video_labels = labels[first]
-    mixed = labels != video_labels[inverse]
+        raise ValueError(f"{name} must be 1-D, got shape {video_ids.shape}")
+    _check_lengths(**arrays, **{name: video_ids})
+    return np.unique(video_ids, return_index=True, return_inverse=True)
+
+
+def _constant_per_video(
+    values: np.ndarray, ids: np.ndarray, first: np.ndarray, inverse: np.ndarray, what: str
+) -> np.ndarray:
+    """Each video's value of `values`, raising ValueError naming videos whose frames disagree."""
+    value = values[first]
+    mixed = (values != value[inverse]).reshape(len(values), -1).any(axis=1)
     if mixed.any():
         bad = ids[np.unique(inverse[mixed])].tolist()
-        raise ValueError(f"{len(bad)} video(s) have frames with mixed labels: {bad[:5]}")
-    counts = np.bincount(inverse, minlength=ids.size)
+        raise ValueError(f"{len(bad)} video(s) have frames with mixed {what}: {bad[:5]}")
+    return value
+
+
+def _video_mean(values: np.ndarray, inverse: np.ndarray, n_videos: int) -> np.ndarray:
+    """Per-video mean of `values` ([N] or [N, K])."""
+    counts = np.bincount(inverse, minlength=n_videos)
     cols = values.reshape(len(values), -1).T
-    sums = np.stack([np.bincount(inverse, weights=c, minlength=ids.size) for c in cols], axis=-1)
-    means = (sums / counts[:, None]).reshape((ids.size,) + values.shape[1:])
-    return video_labels, means, ids
+    sums = np.stack([np.bincount(inverse, weights=c, minlength=n_videos) for c in cols], axis=-1)
+    return (sums / counts[:, None]).reshape((n_videos,) + values.shape[1:])
 
 
-def video_level(labels: Any, scores: Any, video_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Aggregate frame scores to (video_labels, mean video_scores, sorted video_ids).
+def _aggregate(values: np.ndarray, inverse: np.ndarray, n_videos: int, aggregation: str) -> np.ndarray:
+    """Per-video probability from frame probabilities: binary scores [N] or class probabilities [N, K]."""
+    if aggregation == "mean":
+        return _video_mean(values, inverse, n_videos)
+    if aggregation == "max":
+        order = np.argsort(inverse, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
+        peak = np.maximum.reduceat(values[order], starts, axis=0)
+        return peak if values.ndim == 1 else peak / peak.sum(axis=1, keepdims=True)
+    if aggregation == "logit_mean":
+        if values.ndim == 1:
+            p = np.clip(values, _EPS, 1.0 - _EPS)
+            return 1.0 / (1.0 + np.exp(-_video_mean(np.log(p) - np.log1p(-p), inverse, n_videos)))
+        z = _video_mean(np.log(np.maximum(values, _EPS)), inverse, n_videos)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
 
+
+def _group_by_video(
+    labels: np.ndarray, values: np.ndarray, video_ids: Any, aggregation: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per video (sorted ids): its label and the aggregate of `values` ([N] or [N, K])."""
+    ids, first, inverse = _index_videos(video_ids, labels=labels, values=values)
+    video_labels = _constant_per_video(labels, ids, first, inverse, "labels")
+    return video_labels, _aggregate(values, inverse, ids.size, aggregation), ids
+
+
+def video_level(
+    labels: Any, scores: Any, video_ids: Any, aggregation: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aggregate frame scores to (video_labels, video_scores, sorted video_ids).
+
+    `aggregation`: "mean" frame probability, "max" frame probability, or "logit_mean" =
+    sigmoid of the mean frame logit (probabilities clipped to [1e-7, 1 - 1e-7]).
     Raises ValueError naming a video whose frames carry different labels.
     """
-    return _group_by_video(*_binary_inputs(labels, scores), video_ids)
+    return _group_by_video(*_binary_inputs(labels, scores), video_ids, aggregation)
 
 
-def video_level_multiclass(labels: Any, probs: Any, video_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Aggregate frame class probabilities [N, K] to per-video means; see `video_level`."""
-    return _group_by_video(*_multiclass_inputs(labels, probs), video_ids)
+def video_level_multiclass(
+    labels: Any, probs: Any, video_ids: Any, aggregation: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aggregate frame class probabilities [N, K] per video; see `video_level`.
+
+    "max" takes each class's max over frames, renormalised to sum 1; "logit_mean" is
+    softmax of the mean log-probability (probabilities floored at 1e-7).
+    """
+    return _group_by_video(*_multiclass_inputs(labels, probs), video_ids, aggregation)
+
+
+def per_video(values: Any, video_ids: Any) -> np.ndarray:
+    """Per video (sorted ids, as `video_level`) the value of a frame attribute constant within a video, e.g. a class id.
+
+    Raises ValueError naming videos whose frames carry different values.
+    """
+    values = np.asarray(values)
+    ids, first, inverse = _index_videos(video_ids, values=values)
+    return _constant_per_video(values, ids, first, inverse, "values")
 
 
 # --------------------------------------------------------------------------- #
@@ -227,6 +312,151 @@ def multiclass_metrics(labels: Any, probs: Any, class_names: Sequence[str]) -> d
         "confusion_matrix": confusion.tolist(),
         "n": int(labels.size),
     }
+
+
+# --------------------------------------------------------------------------- #
+# Bootstrap confidence intervals and repeated-run summaries
+# --------------------------------------------------------------------------- #
+
+_CHUNK = 1 << 18  # resample-weight elements per chunk: a few [r, N] float arrays of ~2 MB each stay in cache
+
+
+class _SortedAUC:
+    """ROC AUC under each row of a weight matrix [R, N], ties counted half as in sklearn.
+
+    Examples must be sorted by (label, score): the negatives come first, by score, so each positive's tied
+    negatives span [lo, hi) and, with cumulative negative weights `cum`, it beats `cum[lo]` and ties
+    `cum[hi] - cum[lo]`. Integer weights keep every sum exact.
+    """
+
+    def __init__(self, labels: np.ndarray, scores: np.ndarray):
+        self.n_neg = int(np.count_nonzero(labels == 0))
+        neg, pos = scores[: self.n_neg], scores[self.n_neg :]
+        self.lo = np.searchsorted(neg, pos, side="left")
+        self.hi = np.searchsorted(neg, pos, side="right")
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        """AUC per row of `weights`; NaN for a row with zero total positive or negative weight."""
+        cum = np.zeros((len(weights), self.n_neg + 1))
+        np.cumsum(weights[:, : self.n_neg], axis=1, out=cum[:, 1:])
+        w_pos = weights[:, self.n_neg :]
+        wins = np.einsum("ij,ij->i", w_pos, np.take(cum, self.lo, axis=1) + np.take(cum, self.hi, axis=1))
+        total = 2.0 * w_pos.sum(axis=1) * cum[:, -1]
+        return np.divide(wins, total, out=np.full(len(weights), np.nan), where=total > 0)
+
+
+def _units(groups: Any, labels: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(group index of each example, "video"), or (None, "example") without groups."""
+    if groups is None:
+        return None, "example"
+    return _index_videos(groups, "groups", labels=labels)[2], "video"
+
+
+def _resample_weights(unit_of: np.ndarray | None, n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Chunks of bootstrap weights [r, n]: each example's multiplicity when drawing units with replacement.
+
+    `unit_of` maps each example to its unit (original example or group index); None: the examples in order.
+    """
+    units = n if unit_of is None else int(unit_of.max()) + 1
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK // max(n, units))
+    for start in range(0, resamples, rows):
+        r = min(rows, resamples - start)
+        draws = rng.integers(0, units, size=(r, units))
+        draws += units * np.arange(r)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=r * units).reshape(r, units).astype(np.float64)
+        yield counts if unit_of is None else np.take(counts, unit_of, axis=1)
+
+
+def _interval(values: np.ndarray, level: float) -> list[float]:
+    """Percentile interval [lo, hi] covering `level` of `values`; NaNs when empty."""
+    if values.size == 0:
+        return [float("nan")] * 2
+    tail = 50.0 * (1.0 - level)
+    return np.percentile(values, [tail, 100.0 - tail]).tolist()
+
+
+def _bootstrap(
+    correct: np.ndarray,
+    unit_of: np.ndarray | None,
+    unit: str,
+    resamples: int,
+    seed: int,
+    level: float,
+    auc: _SortedAUC | None = None,
+) -> dict[str, Any]:
+    """Percentile intervals of accuracy (and `auc`) over resamples; see `bootstrap_binary`."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    hits_and_totals = np.column_stack([correct, np.ones(correct.size)])
+    accs, aucs = [], []
+    for weights in _resample_weights(unit_of, correct.size, resamples, seed):
+        hits, totals = (weights @ hits_and_totals).T
+        accs.append(hits / totals)
+        if auc is not None:
+            aucs.append(auc(weights))
+    out: dict[str, Any] = {}
+    if auc is not None:
+        aucs = np.concatenate(aucs)
+        aucs = aucs[~np.isnan(aucs)]
+        out["auc"] = _interval(aucs, level)
+        if aucs.size < resamples:
+            out["resamples_auc"] = int(aucs.size)
+    out["acc"] = _interval(np.concatenate(accs), level)
+    out.update(resamples=resamples, level=level, seed=seed, unit=unit)
+    return out
+
+
+def bootstrap_binary(
+    labels: Any,
+    scores: Any,
+    groups: Any = None,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Percentile bootstrap intervals of AUC and accuracy (`binary_metrics` definitions).
+
+    Resamples examples, or with `groups` (e.g. video id per frame) whole groups, with replacement; the
+    resamples depend only on `seed` and the examples (or groups), so models scored on the same data are
+    compared on paired resamples. Resamples missing a class are dropped for AUC; then `resamples_auc`
+    gives how many were used.
+    Returns {"auc": [lo, hi], "acc": [lo, hi], "resamples", "level", "seed", "unit": "video"|"example"}.
+    """
+    labels, scores = _binary_inputs(labels, scores)
+    unit_of, unit = _units(groups, labels)
+    order = np.lexsort((scores, labels))  # the layout `_SortedAUC` needs; units keep their original identity
+    unit_of = order if unit_of is None else unit_of[order]
+    labels, scores = labels[order], scores[order]
+    correct = ((scores >= threshold) == labels).astype(np.float64)
+    return _bootstrap(correct, unit_of, unit, resamples, seed, level, _SortedAUC(labels, scores))
+
+
+def bootstrap_multiclass(
+    labels: Any, probs: Any, groups: Any = None, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """Percentile bootstrap interval of argmax accuracy; see `bootstrap_binary`."""
+    labels, probs = _multiclass_inputs(labels, probs)
+    correct = (np.argmax(probs, axis=1) == labels).astype(np.float64)
+    return _bootstrap(correct, *_units(groups, labels), resamples, seed, level)
+
+
+def mean_std(values: Any) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single value), e.g. over seeds."""
+    values = _as_finite("values", values, ndim=1)
+    if values.size == 0:
+        raise ValueError("values is empty")
+    std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    return float(np.mean(values)), std
+
+
+def format_mean_std(mean: float, std: float, scale: float = 100, digits: int = 2) -> str:
+    """Format as "mean ± std" after multiplying by `scale`, e.g. "97.12 ± 0.35"."""
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
 # --------------------------------------------------------------------------- #

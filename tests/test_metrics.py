@@ -1,6 +1,8 @@
 """Tests for fdx.metrics: cross-checked against scikit-learn and hand-worked examples."""
 
+import time
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -211,6 +213,80 @@ def test_video_level_random_matches_loop():
         assert score == pytest.approx(scores[ids == vid].mean())
 
 
+def test_video_level_mean_default_is_bincount_mean():
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 30, size=500)
+    labels, scores = (ids % 2), rng.random(500)
+    _, v_scores, _ = metrics.video_level(labels, scores, ids)
+    _, v_mean, _ = metrics.video_level(labels, scores, ids, aggregation="mean")
+    inverse = np.unique(ids, return_inverse=True)[1]
+    np.testing.assert_array_equal(v_scores, np.bincount(inverse, weights=scores) / np.bincount(inverse))
+    np.testing.assert_array_equal(v_scores, v_mean)
+
+
+@pytest.mark.parametrize("ids", [["b", "a", "b", "c", "a"], [20, 10, 20, 30, 10]])
+def test_video_level_max_and_logit_mean_hand_example(ids):
+    labels = [1, 0, 1, 0, 0]
+    scores = [0.8, 0.2, 0.6, 0.5, 0.4]
+    _, v_max, v_ids = metrics.video_level(labels, scores, ids, aggregation="max")
+    assert v_ids.tolist() == sorted(set(ids))
+    np.testing.assert_array_equal(v_max, [0.4, 0.8, 0.5])
+    # Mean logit = log of the geometric-mean odds: a: sqrt(1/4 * 2/3) = 1/sqrt(6); b: sqrt(4 * 3/2) = sqrt(6).
+    _, v_logit, _ = metrics.video_level(labels, scores, ids, aggregation="logit_mean")
+    r6 = np.sqrt(6.0)
+    np.testing.assert_allclose(v_logit, [1 / (1 + r6), r6 / (1 + r6), 0.5], rtol=0, atol=1e-12)
+
+
+def test_video_level_logit_mean_clips_extreme_scores():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, v_scores, _ = metrics.video_level([0, 0, 1, 1], [0.0, 1.0, 1.0, 1.0], [1, 1, 2, 2], "logit_mean")
+    np.testing.assert_allclose(v_scores, [0.5, 1 - 1e-7], rtol=0, atol=1e-9)
+
+
+def test_video_level_multiclass_max_and_logit_mean():
+    labels = [2, 0, 2]
+    probs = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.3, 0.2, 0.5]])
+    _, v_max, _ = metrics.video_level_multiclass(labels, probs, [5, 1, 5], aggregation="max")
+    np.testing.assert_allclose(v_max, [[0.6, 0.3, 0.1], [0.25, 0.2 / 1.2, 0.7 / 1.2]], rtol=0, atol=1e-12)
+    # softmax of the mean log-probability = normalised geometric mean.
+    _, v_logit, _ = metrics.video_level_multiclass(labels, probs, [5, 1, 5], aggregation="logit_mean")
+    geo = np.sqrt(probs[0] * probs[2])
+    np.testing.assert_allclose(v_logit, [probs[1], geo / geo.sum()], rtol=0, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a zero probability is floored before the log
+        _, v_zero, _ = metrics.video_level_multiclass([0, 0], [[1.0, 0.0], [0.5, 0.5]], [1, 1], "logit_mean")
+    assert np.isfinite(v_zero).all() and v_zero[0, 1] < 1e-3
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "logit_mean"])
+def test_two_class_multiclass_aggregation_matches_binary(aggregation):
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 40, size=600)
+    labels, scores = ids % 2, rng.uniform(0.01, 0.99, size=600)
+    _, v_scores, _ = metrics.video_level(labels, scores, ids, aggregation)
+    _, v_probs, _ = metrics.video_level_multiclass(labels, np.column_stack([1 - scores, scores]), ids, aggregation)
+    np.testing.assert_allclose(v_probs[:, 1], v_scores, rtol=0, atol=1e-12)
+
+
+def test_video_level_unknown_aggregation():
+    fragment = r"aggregation must be one of \('mean', 'max', 'logit_mean'\), got 'median'"
+    with pytest.raises(ValueError, match=fragment):
+        metrics.video_level([0, 1], [0.1, 0.9], [1, 2], aggregation="median")
+    with pytest.raises(ValueError, match=fragment):
+        metrics.video_level_multiclass([0, 1], [[0.9, 0.1], [0.2, 0.8]], [1, 2], aggregation="median")
+
+
+def test_per_video():
+    ids = ["b", "a", "b", "c", "a"]
+    np.testing.assert_array_equal(metrics.per_video([3, 1, 3, 0, 1], ids), [1, 3, 0])
+    assert metrics.per_video(["x", "y", "x", "z", "y"], ids).tolist() == ["y", "x", "z"]
+    with pytest.raises(ValueError, match=r"2 video\(s\) have frames with mixed values: \['a', 'c'\]"):
+        metrics.per_video([3, 1, 3, 0, 2, 4], ids + ["c"])
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        metrics.per_video([1, 2], ["a"])
+
+
 # --------------------------------------------------------------------------- #
 # Multi-class metrics
 # --------------------------------------------------------------------------- #
@@ -249,6 +325,193 @@ def test_multiclass_matches_sklearn(seed, k):
 def test_multiclass_invalid_inputs(labels, probs, names, fragment):
     with pytest.raises(ValueError, match=fragment):
         metrics.multiclass_metrics(labels, probs, names)
+
+
+# --------------------------------------------------------------------------- #
+# Per-manipulation binary metrics
+# --------------------------------------------------------------------------- #
+
+FF_CLASSES = ["real", "Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
+
+
+def test_per_class_binary_matches_sklearn():
+    # Reals (class 0) and three fake classes; NeuralTextures and FaceShifter are absent. Ties across classes.
+    real = [0.1, 0.2, 0.2, 0.4, 0.5, 0.5, 0.7, 0.3]
+    fakes = {1: [0.9, 0.8, 0.5, 0.7], 2: [0.2, 0.6, 0.5], 3: [0.3, 0.4, 0.95, 0.2, 0.6, 0.5]}
+    scores = np.concatenate([real, *fakes.values()])
+    labels = np.r_[np.zeros(len(real), int), np.ones(len(scores) - len(real), int)]
+    class_ids = np.r_[np.zeros(len(real), int), np.repeat(list(fakes), [len(v) for v in fakes.values()])]
+    perm = np.random.default_rng(0).permutation(len(scores))
+    out = metrics.per_class_binary(labels[perm], scores[perm], class_ids[perm], FF_CLASSES)
+
+    assert list(out) == ["Deepfakes", "Face2Face", "FaceSwap"]
+    for c, fake_scores in fakes.items():
+        y = np.r_[np.zeros(len(real)), np.ones(len(fake_scores))]
+        s = np.r_[real, fake_scores]
+        res = out[FF_CLASSES[c]]
+        assert res["n"] == len(s) and res["n_pos"] == len(fake_scores)
+        assert res["auc"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+        assert res["acc"] == pytest.approx(skm.accuracy_score(y, s >= 0.5), abs=1e-12)
+        assert res["ap"] == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+    assert metrics.per_class_binary(labels, scores, class_ids, FF_CLASSES, threshold=0.75)["Face2Face"]["acc"] == (
+        pytest.approx(skm.accuracy_score(np.r_[np.zeros(8), np.ones(3)], np.r_[real, fakes[2]] >= 0.75))
+    )
+
+
+def test_per_class_binary_ignores_class_of_reals_and_validates():
+    # Fakes 0.7, 0.4 vs reals 0.2, 0.6: 3 of 4 pairs ranked correctly.
+    out = metrics.per_class_binary([0, 0, 1, 1], [0.2, 0.6, 0.7, 0.4], [4, 2, 1, 1], FF_CLASSES)
+    assert list(out) == ["Deepfakes"] and out["Deepfakes"]["auc"] == 0.75
+    with pytest.raises(ValueError, match=r"class_ids must be integers in \[0, 5\]"):
+        metrics.per_class_binary([0, 1], [0.2, 0.7], [0, 6], FF_CLASSES)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        metrics.per_class_binary([0, 1], [0.2, 0.7], [0], FF_CLASSES)
+
+
+# --------------------------------------------------------------------------- #
+# Bootstrap confidence intervals
+# --------------------------------------------------------------------------- #
+
+
+def _sorted_auc(labels, scores, weights):
+    """metrics._SortedAUC on inputs in any order."""
+    order = np.lexsort((scores, labels))
+    return metrics._SortedAUC(labels[order], scores[order])(weights[:, order])
+
+
+def test_weighted_auc_matches_sklearn_sample_weight():
+    rng = np.random.default_rng(3)
+    labels, scores = rng.integers(0, 2, size=300), np.round(rng.random(300), 1)  # heavy ties
+    weights = rng.integers(0, 5, size=(20, 300)).astype(float)
+    weights[0, labels == 1] = 0  # no positive weight: undefined
+    auc = _sorted_auc(labels, scores, weights)
+    assert np.isnan(auc[0])
+    expected = [skm.roc_auc_score(labels, scores, sample_weight=w) for w in weights[1:]]
+    np.testing.assert_allclose(auc[1:], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed,n,pos_frac,decimals", BINARY_CASES[::3])
+def test_weighted_auc_unit_weights_is_exact(seed, n, pos_frac, decimals):
+    labels, scores = _random_binary(seed, n, pos_frac, decimals)
+    auc = _sorted_auc(labels, scores, np.ones((1, n)))[0]
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    twice_wins = int(2 * (pos[:, None] > neg).sum() + (pos[:, None] == neg).sum())
+    assert auc == float(Fraction(twice_wins, 2 * pos.size * neg.size))  # correctly rounded
+    assert auc == pytest.approx(metrics.binary_metrics(labels, scores)["auc"], rel=0, abs=1e-15)
+
+
+def test_resample_weights_keep_whole_groups():
+    unit_of = np.repeat(np.arange(7), [1, 5, 2, 9, 3, 3, 4])
+    chunks = list(metrics._resample_weights(unit_of, unit_of.size, 50, seed=0))
+    weights = np.concatenate(chunks)
+    first = np.r_[0, np.flatnonzero(np.diff(unit_of)) + 1]
+    assert weights.shape == (50, unit_of.size)
+    np.testing.assert_array_equal(weights, weights[:, first][:, unit_of])  # constant within each group
+    np.testing.assert_array_equal(weights[:, first].sum(axis=1), 7)  # 7 groups drawn per resample
+    plain = np.concatenate(list(metrics._resample_weights(None, 30, 50, seed=0)))
+    np.testing.assert_array_equal(plain.sum(axis=1), 30)
+    assert (plain == np.round(plain)).all() and plain.min() >= 0
+
+
+def test_bootstrap_reproducible_and_contains_point_estimate():
+    labels, scores = _random_binary(0, 2000, 0.4, None)
+    groups = np.arange(2000) // 10
+    point = metrics.binary_metrics(labels, scores)
+    for g, unit in [(None, "example"), (groups, "video")]:
+        out = metrics.bootstrap_binary(labels, scores, g, resamples=300, seed=1)
+        assert out == metrics.bootstrap_binary(labels, scores, g, resamples=300, seed=1)
+        assert out != metrics.bootstrap_binary(labels, scores, g, resamples=300, seed=2)
+        assert set(out) == {"auc", "acc", "resamples", "level", "seed", "unit"}
+        assert (out["resamples"], out["level"], out["seed"], out["unit"]) == (300, 0.95, 1, unit)
+        for key in ("auc", "acc"):
+            lo, hi = out[key]
+            assert lo < point[key] < hi and hi - lo < 0.1
+
+
+def test_bootstrap_independent_of_chunking(monkeypatch):
+    labels, scores = _random_binary(1, 500, 0.5, 1)
+    groups = np.arange(500) % 37
+    for g in (None, groups):
+        out = metrics.bootstrap_binary(labels, scores, g, resamples=40)
+        monkeypatch.setattr(metrics, "_CHUNK", 1)  # one resample per chunk
+        assert metrics.bootstrap_binary(labels, scores, g, resamples=40) == out
+        monkeypatch.undo()
+
+
+def test_bootstrap_grouped_is_wider_on_correlated_frames():
+    # 60 videos x 40 near-identical frames: 60 independent units, not 2400.
+    rng = np.random.default_rng(4)
+    video_labels = rng.integers(0, 2, size=60)
+    video_scores = np.clip(0.5 + 0.2 * (video_labels - 0.5) + 0.25 * rng.standard_normal(60), 0, 1)
+    groups = np.repeat(np.arange(60), 40)
+    labels = video_labels[groups]
+    scores = np.clip(video_scores[groups] + 0.01 * rng.standard_normal(groups.size), 0, 1)
+    grouped = metrics.bootstrap_binary(labels, scores, groups, resamples=400)
+    ungrouped = metrics.bootstrap_binary(labels, scores, resamples=400)
+    for key in ("auc", "acc"):
+        assert np.diff(grouped[key])[0] > 3 * np.diff(ungrouped[key])[0]
+
+
+def test_bootstrap_drops_single_class_resamples_for_auc():
+    labels, scores = [0, 1, 1, 1, 1, 1], [0.3, 0.6, 0.2, 0.9, 0.8, 0.7]
+    out = metrics.bootstrap_binary(labels, scores, resamples=200)
+    # P(no real drawn) = (5/6)^6 ~ 0.33
+    assert 100 < out["resamples_auc"] < 170 and out["resamples"] == 200
+    assert 0 <= out["auc"][0] <= out["auc"][1] <= 1
+    single = metrics.bootstrap_binary([1, 1, 1], [0.2, 0.6, 0.9], resamples=20)
+    assert single["resamples_auc"] == 0 and np.isnan(single["auc"]).all()
+    assert single["acc"][0] <= 2 / 3 <= single["acc"][1]
+
+
+def test_bootstrap_multiclass_pairs_with_binary():
+    labels, scores = _random_binary(2, 1000, 0.5, None)
+    scores = np.where(scores == 0.5, 0.51, scores)  # argmax and the >= 0.5 rule agree
+    probs = np.column_stack([1 - scores, scores])
+    groups = np.arange(1000) // 8
+    for g in (None, groups):
+        multi = metrics.bootstrap_multiclass(labels, probs, g, resamples=200, seed=5)
+        binary = metrics.bootstrap_binary(labels, scores, g, resamples=200, seed=5)
+        assert set(multi) == {"acc", "resamples", "level", "seed", "unit"}
+        assert multi["unit"] == binary["unit"]
+        np.testing.assert_allclose(multi["acc"], binary["acc"], rtol=0, atol=1e-12)  # same resamples
+
+
+def test_bootstrap_level_and_validation():
+    labels, scores = _random_binary(3, 400, 0.5, None)
+    wide = metrics.bootstrap_binary(labels, scores, resamples=200, level=0.99)
+    narrow = metrics.bootstrap_binary(labels, scores, resamples=200, level=0.5)
+    assert wide["acc"][0] < narrow["acc"][0] < narrow["acc"][1] < wide["acc"][1]
+    with pytest.raises(ValueError, match="resamples must be >= 1"):
+        metrics.bootstrap_binary(labels, scores, resamples=0)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        metrics.bootstrap_multiclass(labels, np.column_stack([1 - scores, scores]), level=95)
+    with pytest.raises(ValueError, match="mismatched lengths: labels=400, groups=3"):
+        metrics.bootstrap_binary(labels, scores, groups=[1, 2, 3])
+
+
+def test_bootstrap_speed():
+    labels, scores = _random_binary(4, 20_000, 0.5, 3)
+    groups = np.arange(20_000) // 50
+    for g in (None, groups):
+        start = time.perf_counter()
+        metrics.bootstrap_binary(labels, scores, g, resamples=1000)
+        assert time.perf_counter() - start < 2.0
+
+
+# --------------------------------------------------------------------------- #
+# Repeated runs
+# --------------------------------------------------------------------------- #
+
+
+def test_mean_std_and_format():
+    values = [0.9712, 0.9677, 0.9748]
+    mean, std = metrics.mean_std(values)
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+    assert metrics.mean_std([0.5]) == (0.5, 0.0)
+    assert metrics.format_mean_std(0.97123, 0.00349) == "97.12 ± 0.35"
+    assert metrics.format_mean_std(0.5, 0.0125, scale=1, digits=3) == "0.500 ± 0.013"
+    with pytest.raises(ValueError, match="values is empty"):
+        metrics.mean_std([])
 
 
 # --------------------------------------------------------------------------- #
