@@ -29,6 +29,13 @@ ConfigDict = ml_collections.ConfigDict
 _PREFIXES = ("--config.", "config.")
 
 
+class UnknownKeyError(KeyError):
+    """An unknown config key; prints as its message, not quoted as a KeyError's."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def split_spec(spec: str) -> tuple[Path, str | None]:
     """Splits ``file.py[:arg]`` into the file path and the arg (None if absent)."""
     path, sep, arg = spec.partition(".py:")
@@ -41,7 +48,10 @@ def import_config_file(spec: str) -> tuple[ModuleType, str | None]:
     """Imports the config file named by ``spec``; returns (module, arg)."""
     path, arg = split_spec(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path} (from spec {spec!r})")
+        nearby = [p.name for p in path.parent.glob("*.py")] if path.parent.is_dir() else []
+        close = difflib.get_close_matches(path.name, nearby, n=1)
+        hint = f"did you mean {path.with_name(close[0])}?" if close else f"paths are relative to {Path.cwd()}"
+        raise FileNotFoundError(f"config file not found: {path} (from spec {spec!r}); {hint}")
     path = path.resolve()
     name = "fdx_config_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
     module_spec = importlib.util.spec_from_file_location(name, path)
@@ -76,7 +86,10 @@ def parse_options(arg: str | None, allowed: Sequence[str], where: str) -> dict[s
     for item in filter(None, (arg or "").split(",")):
         key, has_value, value = item.partition("=")
         if key not in allowed:
-            raise ValueError(f"{where}: unknown option {key!r} in {arg!r}; options are {', '.join(allowed)}")
+            raise ValueError(
+                f"{where}: unknown option {key!r} in {arg!r}; options are {', '.join(allowed)}, "
+                "each given as option or option=value, comma-separated"
+            )
         options[key] = value if has_value else True
     return options
 
@@ -107,7 +120,7 @@ def _parent_and_leaf(config: ConfigDict, key: str) -> tuple[ConfigDict, str]:
         keys = list(_dotted_keys(config))
         close = difflib.get_close_matches(key, keys, n=3) or [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:3]
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise KeyError(f"unknown config key {key!r}{hint}")
+        raise UnknownKeyError(f"unknown config key {key!r}{hint}")
     return parent, leaf
 
 
@@ -196,7 +209,10 @@ def load_saved_config(workdir: str | os.PathLike) -> ConfigDict:
     """Reads back ``workdir/config.json`` as a locked ConfigDict (tuples come back as lists)."""
     path = Path(workdir) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no {path.name} in {workdir}: no run was started in this workdir")
+        raise FileNotFoundError(
+            f"no {path.name} in {workdir}: no run was started in this workdir "
+            "(`fdx train --config FILE.py --workdir DIR` starts one)"
+        )
     config = ConfigDict(json.loads(path.read_text()))
     config.lock()
     return config

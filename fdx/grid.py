@@ -194,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or default_name(args.config)
     points = [p for p in expand_sweep(args.config, shared) if args.only is None or args.only in p.point_id]
     if not points:
-        print(f"fdx grid: no point id contains {args.only!r}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--only {args.only!r}: no point id contains it (--dry-run lists them)")
     if args.dry_run:
         for point in points:
             print(shlex.join(point_command(args.config, point, args.root, name)))

@@ -106,7 +106,7 @@ def test_cadene_xception_file_and_cli(tmp_path, capsys):
     module, variables = convert.load_converted(out)
     assert_parity(model, module, variables, 96)
     assert cli.main(['convert-weights', '--arch', 'legacy_xception', '--src', str(src), '--out', str(out)]) == 2
-    assert 'already exists' in capsys.readouterr().out
+    assert 'already exists' in capsys.readouterr().err
 
 
 class Arbitrary:
@@ -119,15 +119,15 @@ def test_bad_sources_are_named(tmp_path, capsys):
 
     evil = tmp_path / 'evil.pth'
     evil.write_bytes(pickle.dumps(Arbitrary()))
-    with pytest.raises(ValueError, match='evil.pth: not a loadable PyTorch state dict'):
+    with pytest.raises(ValueError, match='evil.pth: not a plain PyTorch state dict'):
         convert.load_torch('resnet50', evil)
     truncated = tmp_path / 'truncated.pth'
     torch.save({'fc.weight': torch.zeros(3, 2048)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:100])
-    with pytest.raises(ValueError, match='truncated.pth: not a loadable'):
+    with pytest.raises(ValueError, match=r'truncated.pth: not a plain PyTorch state dict \(truncated or corrupt\)'):
         convert.load_torch('resnet50', truncated)
     code = cli.main(['convert-weights', '--arch', 'resnet50', '--src', str(evil), '--out', str(tmp_path / 'o')])
-    assert code == 2 and 'evil.pth' in capsys.readouterr().out
+    assert code == 2 and 'evil.pth' in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown arch 'resnet18'"):
         convert.convert_state_dict('resnet18', {})
 

@@ -15,7 +15,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -225,13 +224,9 @@ def main(argv: Sequence[str]) -> int:
     if args.dataset == 'dfdm':
         scan_options['seed'] = args.seed
     start = time.perf_counter()
-    try:
-        summary = tfds_builders.prepare(
-            args.dataset, Path(args.src), Path(args.out), options, scan_options, workers=args.workers
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f'fdx prepare: {e}', file=sys.stderr)
-        return 2
+    summary = tfds_builders.prepare(
+        args.dataset, Path(args.src), Path(args.out), options, scan_options, workers=args.workers
+    )
     summary['seconds'] = round(time.perf_counter() - start, 1)
     print(tfds_builders.format_summary(summary))
     return 0 if summary['records'] else 1

@@ -12,7 +12,9 @@ as an orbax checkpoint (see `fdx.models.pretrained`).
 import argparse
 import dataclasses
 import fnmatch
+import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -85,6 +87,23 @@ _LEAVES = {'running_mean': ('batch_stats', 'mean'), 'running_var': ('batch_stats
 _IGNORED = ('num_batches_tracked',)  # BatchNorm bookkeeping; no flax counterpart
 
 
+def _not_a_state_dict(path: Path, reason: str) -> ValueError:
+    return ValueError(
+        f'{path}: not a plain PyTorch state dict ({reason}); fdx reads tensors only and never unpickles arbitrary '
+        'objects: save one with torch.save(model.state_dict(), path)'
+    )
+
+
+def _is_torch_file(path: Path) -> bool:
+    """Whether `path` starts like a `torch.save` file: a zip archive, or the legacy format's pickled magic number."""
+    import torch
+
+    magic = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[2:-1]  # LONG1 opcode and its bytes
+    with path.open('rb') as file:
+        head = file.read(64)
+    return head.startswith(b'PK\x03\x04') or magic in head
+
+
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Reads a PyTorch checkpoint as {name: float32 array}; unwraps `state_dict`/`model` and `module.`/`model.`."""
     import torch  # the `torch` extra; only conversion needs it
@@ -92,15 +111,24 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such checkpoint file')
+    if not _is_torch_file(path):
+        raise _not_a_state_dict(path, 'not a file written by torch.save')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, non-tensor objects refused by weights_only
-        raise ValueError(f'{path}: not a loadable PyTorch state dict ({type(e).__name__}: {e})') from e
+        with warnings.catch_warnings():  # the weights-only unpickler warns about pickle protocols it may not support
+            warnings.simplefilter('ignore', UserWarning)
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:  # refused by weights_only; torch's advice would be to unpickle anything
+        raise _not_a_state_dict(path, 'it holds objects other than tensors') from e
+    except Exception as e:  # truncated or corrupt archives
+        raise _not_a_state_dict(path, 'truncated or corrupt') from e
     for wrapper in ('state_dict', 'model'):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f'{path}: expected a dict of tensors (a state dict), got {type(obj).__name__}')
+    if not isinstance(obj, dict):
+        raise _not_a_state_dict(path, f'it holds a {type(obj).__name__}, not a dict of tensors')
+    others = [f'{k!r}: {type(v).__name__}' for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise _not_a_state_dict(path, f'{len(others)} non-tensor entries: {", ".join(others[:3])}')
     for prefix in ('module.', 'model.'):
         if obj and all(k.startswith(prefix) for k in obj):
             obj = {k[len(prefix) :]: v for k, v in obj.items()}
@@ -189,22 +217,14 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--skip', action='append', default=[], help='glob of torch keys to leave out (repeatable)')
     args = parser.parse_args(argv)
     kwargs = {} if args.num_classes is None else {'num_classes': args.num_classes}
-    try:
-        module, variables = load_torch(args.arch, args.src, skip=args.skip, **kwargs)
-    except (FileNotFoundError, ValueError) as e:
-        print(f'fdx convert-weights: {e}')
-        return 2
-    try:
-        pretrained.save_variables(
-            args.out,
-            variables,
-            arch=args.arch,
-            model_kwargs={'num_classes': module.num_classes},
-            source=str(Path(args.src).absolute()),
-        )
-    except FileExistsError as e:
-        print(f'fdx convert-weights: {e}')
-        return 2
+    module, variables = load_torch(args.arch, args.src, skip=args.skip, **kwargs)
+    pretrained.save_variables(
+        args.out,
+        variables,
+        arch=args.arch,
+        model_kwargs={'num_classes': module.num_classes},
+        source=str(Path(args.src).absolute()),
+    )
     print(
         f'wrote {args.out}: {args.arch}, {pretrained.count_params(variables):,} parameters, '
         f'num_classes={module.num_classes}'

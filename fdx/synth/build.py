@@ -18,7 +18,6 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -82,13 +81,13 @@ SIZES = {
 
 
 class SynthError(RuntimeError):
-    pass
+    """ffmpeg failed to encode a video."""
 
 
 def require_ffmpeg() -> str:
     path = shutil.which('ffmpeg')
     if path is None:
-        raise SynthError(
+        raise FileNotFoundError(
             'ffmpeg is not installed; fdx synth writes H.264 with it. Install it with '
             '`sudo apt-get install ffmpeg` (`make setup` does this when run as root).'
         )
@@ -188,6 +187,8 @@ def synthesize(out: Path, seed: int = 0, size_name: str = 'mini', progress=print
     """Builds both trees under `out`; returns the summary also written to `out/synth.json`."""
     from fdx.synth import faces, generators
 
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f'{out} is a file, not a directory; choose another --out')
     require_ffmpeg()
     size = SIZES[size_name]
     summary_path = out / 'synth.json'
@@ -196,7 +197,7 @@ def synthesize(out: Path, seed: int = 0, size_name: str = 'mini', progress=print
         if summary.get('seed') == seed and summary.get('size') == size_name:
             progress(f'reusing {out} (seed {seed}, size {size_name})')
             return summary
-        raise SynthError(
+        raise FileExistsError(
             f'{out} holds a synth of seed {summary.get("seed")} size {summary.get("size")}; choose another --out'
         )
     times, start = {}, time.perf_counter()
@@ -312,11 +313,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--size', choices=sorted(SIZES), default='mini')
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    try:
-        summary = synthesize(Path(args.out), args.seed, args.size, progress=lambda m: print(m, flush=True))
-    except SynthError as e:
-        print(f'fdx synth: {e}', file=sys.stderr)
-        return 2
+    summary = synthesize(Path(args.out), args.seed, args.size, progress=lambda m: print(m, flush=True))
     print(
         f'fdx synth: {summary["videos"]} videos in {args.out} ({time.perf_counter() - start:.1f} s): '
         f'{args.out}/dfdm (DFDM layout), {args.out}/ffpp (FaceForensics++ layout)'
