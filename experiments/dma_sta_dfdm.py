@@ -3,7 +3,7 @@
     fdx train --config experiments/dma_sta_dfdm.py[:ARG] --workdir runs/dma_sta
     fdx grid  experiments/dma_sta_dfdm.py:init=CKPT            # Table 3 rows
     fdx grid  experiments/dma_sta_dfdm.py:table5,init=CKPT     # Table 5: train on crf0 / crf10 / crf23
-    fdx eval  --workdir W --config.data.quality=crf23          # Table 5: test on another quality
+    fdx eval  --workdir W --config.data.clip.quality=crf23     # Table 5: test on another quality
 
 ARG is a comma-separated list of options:
     variant=NAME    dma_sta (default) | sam_ave | sam_fa | cbam | resnet_score_fusion (Table 3 rows) |
@@ -12,6 +12,8 @@ ARG is a comma-separated list of options:
     init=PATH       a `fdx convert-weights` checkpoint of the variant's ImageNet backbone (resnet50, or
                     legacy_xception for xception_score_fusion), as the paper's ImageNet-pretrained ResNet-50
     code            the official code's settings where they differ from the paper (see `_code`)
+    select_on_test  the official code's protocol: keep the checkpoint of the best test accuracy (every output then
+                    says "selected on test"); by default the best checkpoint is chosen on `val` (see below)
     mini            CPU-sized: reduced ResNet, 4 frames of 64x64, 200 steps (same code path)
     table5          sweep() yields the three training qualities instead of the Table 3 rows
 
@@ -21,6 +23,11 @@ from the official code: ImageNet initialisation of the trunk and horizontal flip
 (the code uses its own DFDM statistics, see `code`). The paper and code report test accuracy; DFDM has no
 validation split. Score fusion (resnet_score_fusion, xception_score_fusion) averages the frame logits (the
 `classifier` method); the Xception baseline keeps FaceForensics++'s 299x299 inputs in [-1, 1] and DMA-STA's optimizer.
+
+Checkpoint selection: DFDM is released without a validation split and the official code keeps the epoch of the best
+*test* accuracy. fdx holds out 10% of each class's training videos as `val` (`data.val_from_train = 0.1`, seeded by
+`data.seed`), evaluates it every 10 epochs and keeps the best clip accuracy (`select`, `fdx eval --step best`); the
+test split is never read for selection unless `select_on_test` asks for the official protocol.
 """
 
 from typing import Any
@@ -29,10 +36,10 @@ import ml_collections
 
 from fdx import train
 from fdx.config import option_choice, parse_options
-from fdx.input import prepared_data_config
+from fdx.input import data_config
 from fdx.input.layouts import DFDM_QUALITIES, MODELS
 
-OPTIONS = ('variant', 'quality', 'init', 'code', 'mini', 'table5')
+OPTIONS = ('variant', 'quality', 'init', 'code', 'select_on_test', 'mini', 'table5')
 
 # Table 3 rows: (method, backbone attention, frame fusion). CBAM and the ResNet-50 baseline fuse by averaging, which
 # with a linear head is the same as averaging frame logits (score fusion).
@@ -63,18 +70,21 @@ def _table3(variant: str, init: str | None) -> dict[str, Any]:
 
 
 def _code(c: ml_collections.ConfigDict) -> None:
-    """The official code's settings (reference notes): batch 20, 10 consecutive frames from a random start, Resize 256
-    → CenterCrop 224, its DFDM statistics, 299 epochs (`range(1, 300)`). Its optimizer is rebuilt every epoch at
+    """The official code's settings (reference notes): batch 20, 10 consecutive frames from a random start (train and
+    test), each frame flipped independently, Resize 256 → CenterCrop 224, its DFDM statistics, 299 epochs
+    (`range(1, 300)`). Its optimizer is rebuilt every epoch at
     max(lr / 10, 1e-4) with lr 0.01 ÷10 at epochs 40, 80, 120 (1-based): 1e-3 for 39 epochs, then 1e-4. The
     momentum reset of each rebuild is not reproduced."""
     c.batch_size = 20
     c.num_epochs = 299
     c.optim.lr = 1e-3
     c.optim.every_epochs = 39
-    c.data.clip_mode = 'consecutive'
-    c.data.random_start = True
-    c.data.resize_then_center_crop = True
-    c.data.normalisation = 'dma_sta_code'
+    c.data.clip.mode = 'consecutive'
+    c.data.clip.random_start = True
+    c.data.clip.test_random_start = True  # its test clips start at a random frame too
+    c.data.clip.flip_per_frame = True  # torchvision flips each frame independently
+    c.data.clip.resize_then_center_crop = True
+    c.data.clip.normalisation = 'dma_sta_code'
 
 
 def _mini(c: ml_collections.ConfigDict) -> None:
@@ -88,8 +98,9 @@ def _mini(c: ml_collections.ConfigDict) -> None:
     c.optim.lr = 0.01
     c.optim.every_epochs = 0.0
     c.optim.every_steps = 150
-    c.data.size = 64
-    c.data.frames = 4
+    c.eval_every = 50
+    c.data.clip.size = 64
+    c.data.clip.frames = 4
     c.data.workers = 0
 
 
@@ -104,6 +115,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_epochs = 300
     c.log_every = 50
     c.eval_splits = ('test',)  # DFDM: a 70/30 train/test split
+    c.eval_every_epochs = 10
+    c.select.update({'split': 'val', 'metric': 'frame/acc', 'mode': 'max'})  # a clip per video: frame = clip
     c.optim.name = 'sgd'
     c.optim.lr = 0.01
     c.optim.momentum = 0.9
@@ -123,30 +136,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             'dropout_rate': 0.0,  # classifier variants
         }
     )
-    c.data = prepared_data_config(
+    c.data = data_config(
         name='dfdm',
-        view='clip',
-        quality=quality,
+        train_view='clip',
         target='class_id',
         class_names=MODELS,  # the paper's column order FS, LW, IAE, Dfaker, DFL
-        size=224,
-        normalisation='imagenet',
-        flip=0.5,
-        frames=10,
-        clip_mode='periodic',
+        val_from_train=0.1,
+        clip=dict(quality=quality, size=224, normalisation='imagenet', flip=0.5, frames=10, mode='periodic'),
     )
     if variant == 'xception_score_fusion':
         c.method = 'classifier'
         c.model.backbone = 'xception'
         c.model.backbone_kwargs = {}
-        c.data.size = 299
-        c.data.normalisation = 'xception'
+        c.data.clip.size = 299
+        c.data.clip.normalisation = 'xception'
         if options.get('init'):
             c.init = _init('classifier', options['init'])
     else:
         c.update_from_flattened_dict(_table3(variant, options.get('init')))
     if options.get('code'):
         _code(c)
+    if options.get('select_on_test'):
+        c.select.update({'split': 'test', 'allow_test': True})
+        c.data.val_from_train = 0.0
     if options.get('mini'):
         _mini(c)
     return c
@@ -157,7 +169,7 @@ def sweep(arg: str | None = None):
     options = parse_options(arg, OPTIONS, 'dma_sta_dfdm')
     if options.get('table5'):
         for quality in DFDM_QUALITIES:
-            yield {'data.quality': quality}
+            yield {'data.clip.quality': quality}
         return
     for variant in TABLE3:
         yield _table3(variant, options.get('init'))

@@ -2,7 +2,7 @@
 
     fdx train --config experiments/panet_ffpp.py[:ARG] --workdir runs/panet
     fdx grid  experiments/panet_ffpp.py:init=CKPT          # Table I: {Xception, RECCE, PANet} × {c23, c40}
-    fdx eval  --workdir W --reconstructions 8              # ACC/AUC per frame and video + a reconstruction grid
+    fdx eval  --workdir W --step best --save-maps 8        # ACC/AUC per frame and video + reconstructions
 
 ARG is a comma-separated list of options:
     variant=NAME    panet (default) | recce | xception (the Table I rows)
@@ -18,6 +18,8 @@ Not stated in the paper, taken from RECCE's code: the step schedule halves the r
 graph reasoning, guided attention, head), all four FF++ manipulations against the reals (no class balancing), the
 ImageNet Xception encoder. The attention sites are ours: EMAM on the encoder output, SCAM after the guided attention
 (`model.ema_after`, `model.scam_after`). The Xception row is the `classifier` method with the same optimiser and data.
+Checkpoint selection (not stated in either paper): FF++'s val split is evaluated every epoch and the checkpoint of the
+best frame AUC is kept (`select`; `fdx eval --step best`); the test split is only ever evaluated.
 """
 
 from typing import Any
@@ -26,7 +28,7 @@ import ml_collections
 
 from fdx import train
 from fdx.config import option_choice, parse_options
-from fdx.input import prepared_data_config
+from fdx.input import data_config
 
 OPTIONS = ('variant', 'quality', 'init', 'code', 'mini')
 QUALITIES = ('c23', 'c40')
@@ -70,7 +72,8 @@ def _mini(c: ml_collections.ConfigDict) -> None:
     c.optim.lr = 1e-3
     c.optim.every_epochs = 0.0
     c.optim.every_steps = 100
-    c.data.size = 96
+    c.eval_every = 100
+    c.data.frame.size = 96
     c.data.sampling = 'balanced'
     c.data.workers = 0
 
@@ -85,6 +88,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_epochs = 40
     c.log_every = 100
     c.eval_splits = ('val', 'test')
+    c.eval_every_epochs = 1
+    c.select.update({'split': 'val', 'metric': 'frame/auc', 'mode': 'max'})
     c.optim.name = 'adam'
     c.optim.lr = 2e-4
     c.optim.weight_decay = 1e-5
@@ -115,8 +120,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             'flooding': 0.0,  # RECCE's code: 0.04
         }
     )
-    c.data = prepared_data_config(
-        name='ffpp', view='frame', quality=quality, target='label', size=299, normalisation='xception', flip=0.5
+    c.data = data_config(
+        name='ffpp',
+        train_view='frame',
+        target='label',
+        frame=dict(quality=quality, size=299, normalisation='xception', flip=0.5),
     )
     c.update_from_flattened_dict(VARIANTS[variant])
     if options.get('init'):
@@ -133,7 +141,7 @@ def sweep(arg: str | None = None):
     options = parse_options(arg, OPTIONS, 'panet_ffpp')
     for quality in QUALITIES:
         for variant, overrides in VARIANTS.items():
-            point = {**overrides, 'data.quality': quality}
+            point = {**overrides, 'data.frame.quality': quality}
             if options.get('init'):
                 point['init'] = _init(variant, options['init'])
             yield point

@@ -100,8 +100,11 @@ def classifier_config(arch: str, batch: int, size: int, dtype: str):
     c.model = ml_collections.ConfigDict(
         {'backbone': backbone, 'backbone_kwargs': kwargs, 'dtype': dtype, 'remat': False, 'dropout_rate': 0.0}
     )
-    c.data = ml_collections.ConfigDict({'name': 'synthetic', 'class_names': ('real', 'fake'), 'frames': 0})
-    c.data.image_size = size
+    from fdx.input import data_config
+
+    c.data = data_config(
+        name='synthetic', class_names=('real', 'fake'), frames=0, image_size=size, train_view='synthetic'
+    )
     return c
 
 
@@ -112,8 +115,8 @@ def example_batch(config, batch: int, size: int) -> dict[str, np.ndarray]:
 
     rng = np.random.default_rng(0)
     data = config.data
-    if data.name == 'synthetic' or data.view in ('frame', 'clip'):
-        frames = data.frames if data.name == 'synthetic' or data.view == 'clip' else 0
+    if data.name == 'synthetic' or data.train_view in ('frame', 'clip'):
+        frames = data.frames if data.name == 'synthetic' else (data.clip.frames if data.train_view == 'clip' else 0)
         shape = (batch, *((frames,) if frames else ()), size, size, 3)
         return {
             'image': rng.uniform(-1, 1, shape).astype(np.float32),
@@ -127,9 +130,9 @@ def example_batch(config, batch: int, size: int) -> dict[str, np.ndarray]:
 
 def compiled_step(config, batch: dict[str, np.ndarray]):
     """The trainer's jitted step, its compiled executable, the initial state and the global batch."""
-    from fdx import sharding, train
+    from fdx import sharding, state
 
-    setup = train.Setup(config, steps_per_epoch=1000, example_batch=batch)
+    setup = state.Setup(config, steps_per_epoch=1000, example_batch=batch)
     state = setup.initial_state()
     global_batch = sharding.global_batch(batch, setup.mesh)
     step = setup.compiled_train_step()
@@ -285,7 +288,8 @@ def bench_step(args) -> dict[str, Any]:
     threads = pin_threads(args.threads)
     layers.CONV_IMPL = args.conv
     batch_size = config.batch_size
-    size = args.size or config.data.get('size') or config.data.image_size
+    view = config.data.get(config.data.train_view) or {}
+    size = args.size or view.get('size') or view.get('backbone_size') or config.data.image_size
     batch = example_batch(config, batch_size, size)
     images = int(np.prod(batch['image'].shape[:-3])) if 'image' in batch else batch_size
     result = {
@@ -429,11 +433,10 @@ def bench_input(args) -> dict[str, Any]:
     from fdx import input as input_lib
     from fdx.input import pipeline
 
-    fields = {'name': args.name, 'dir': args.dir, 'view': args.view, 'size': args.size}
-    fields.update(
-        {k: getattr(args, k) for k in ('quality', 'hq', 'lq', 'frames', 'builder_config') if getattr(args, k)}
-    )
-    data = input_lib.prepared_data_config(**fields)
+    view = {('backbone_size' if args.view == 'residual' else 'size'): args.size}
+    view.update({k: getattr(args, k) for k in ('quality', 'hq', 'lq', 'frames') if getattr(args, k)})
+    builder = {'builder_config': args.builder_config} if args.builder_config else {}
+    data = input_lib.data_config(name=args.name, dir=args.dir, train_view=args.view, **builder, **{args.view: view})
     dataset = pipeline.train_dataset(
         input_lib.build_source(data, 'train'),
         global_batch_size=args.batch,

@@ -1,10 +1,16 @@
-"""Evaluation over a whole split: `fdx eval --workdir W [--step S] [--split test] [--config.data.k=v …]`.
+"""Evaluation of a split: `fdx eval --workdir W [--step S|best] [--split test] [--config.data.k=v …] [--save-maps N]`.
 
-Predictions are gathered from every process (the jitted predict step returns replicated arrays), padding is dropped,
-and the metrics of `fdx.metrics` are computed once over the whole set: frame level and, where records carry a
-`video_index`, video level (mean frame probability per video). Writes `metrics.json` and a ROC curve (binary) or a
-confusion matrix (attribution) PNG; `--reconstructions N` also draws N inputs of each split above the
-method's reconstructions (methods with a `reconstruct`, e.g. RECCE/PANet).
+An `Evaluator` compiles its predict step once and runs it on every split (eval view, no augmentation). Predictions are
+gathered from every process (the step returns replicated arrays), padding is dropped, and `fdx.metrics` computes
+per level — frames and, where records carry a `video_index`, videos (`config.eval.video_aggregation` of the frame
+probabilities: mean, max or mean logit) — ACC/AUC/EER/AP (binary) or accuracy and the confusion matrix (attribution),
+bootstrap 95% intervals (`config.eval.bootstrap_resamples`, resampling videos), the AUC/ACC of each manipulation
+against all reals (binary tasks on datasets with several fake classes) and the method's own `eval_metrics`.
+
+`fdx eval` builds everything from the checkpoint (its variables' shapes) and the evaluated split, so it runs on any
+prepared dataset (`--config.data.name=celebdf`), with or without a train split. Outputs: `metrics_<split>.json`, ROC or
+confusion PNGs, and with `--save-maps N` a grid of N inputs of each split with every map the method returns
+(`Method.maps`; `--reconstructions N` is the same).
 """
 
 import argparse
@@ -18,153 +24,305 @@ import numpy as np
 
 from fdx import config as config_lib
 from fdx import input as input_lib
-from fdx import metrics, sharding, writers
-from fdx.input import pipeline, views
+from fdx import methods, metrics, sharding, state, writers
+from fdx.input import pipeline
 
-PASSTHROUGH = ('label', 'valid', 'index', 'video_index')
+PASSTHROUGH = ('label', 'class_id', 'valid', 'index', 'video_index')
+METRIC_PREFIX = 'metric/'
 
 
-def predict_split(setup, variables: dict, split: str) -> dict[str, np.ndarray]:
-    """Eval-mode predictions and labels for every record of `split`, in record order."""
-    config = setup.config
-    source = input_lib.build_source(config.data, split)
-    dataset = pipeline.eval_dataset(
-        source,
-        global_batch_size=config.eval_batch_size or config.batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        transform=input_lib.build_transform(config.data, split),
+def eval_config_defaults():
+    """`config.eval`: how predictions become metrics."""
+    import ml_collections
+
+    return ml_collections.ConfigDict(
+        {
+            'video_aggregation': 'mean',  # mean | max | logit_mean of the frame probabilities of a video
+            'bootstrap_resamples': 1000,  # 0: no confidence intervals
+            'bootstrap_seed': 0,
+            'threshold': 0.5,  # binary: predicted fake iff score >= threshold
+        }
     )
 
-    def predict(variables, batch):
-        return {**setup.method.predict(variables, batch), **{k: batch[k] for k in PASSTHROUGH if k in batch}}
 
-    step = jax.jit(
-        predict,
-        in_shardings=(setup.variables_sharding, setup.batch_sharding),
-        out_shardings=sharding.replicated(setup.mesh),
-    )
-    chunks = []
-    for local_batch in pipeline.make_loader(dataset, workers=config.data.workers):
-        chunks.append(jax.device_get(step(variables, sharding.global_batch(local_batch, setup.mesh))))
-    out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    valid = out.pop('valid')
-    order = np.argsort(out['index'][valid], kind='stable')
-    return {k: v[valid][order] for k, v in out.items()}
+class Evaluator:
+    """Predicts splits of `config.data` with `method` on `mesh`, compiling each predict step once per run."""
 
+    def __init__(self, config, method, mesh):
+        self.config, self.method, self.mesh = config, method, mesh
+        self.binary = method.task == 'binary'
+        self.key = 'score' if self.binary else 'probs'
+        batch_sharding = sharding.batch_sharding(mesh)
+        jit = lambda fn: jax.jit(  # noqa: E731
+            fn, in_shardings=(None, batch_sharding), out_shardings=sharding.replicated(mesh)
+        )
+        self.predict_step = jit(lambda variables, batch: self._outputs(variables, batch, with_maps=False))
+        self.maps_step = jit(lambda variables, batch: self._outputs(variables, batch, with_maps=True))
 
-def _levels(predictions: dict[str, np.ndarray], key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(labels, scores or probs) per level: frames, and videos when records carry a `video_index`."""
-    labels, values = predictions['label'], predictions[key]
-    levels = {'frame': (labels, values)}
-    if 'video_index' in predictions:
-        aggregate = metrics.video_level if key == 'score' else metrics.video_level_multiclass
-        levels['video'] = aggregate(labels, values, predictions['video_index'])[:2]
-    return levels
+    def _outputs(self, variables, batch, with_maps: bool):
+        outputs = self.method.predict(variables, batch)
+        out = {self.key: outputs[self.key]}
+        out.update({METRIC_PREFIX + k: v for k, v in self.method.eval_metrics(outputs, batch).items()})
+        if with_maps:
+            out.update({k: outputs[k] for k in self.method.maps})
+        return {**out, **{k: batch[k] for k in PASSTHROUGH if k in batch}}
 
+    def _dataset(self, split: str):
+        config = self.config
+        return pipeline.eval_dataset(
+            input_lib.build_source(config.data, split),
+            global_batch_size=config.eval_batch_size or config.batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            transform=input_lib.build_transform(config.data, split),
+        )
 
-def evaluate(setup, variables: dict, split: str, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Metrics of `split` per level; with `out_dir`, process 0 writes metrics_<split>.json and ROC/confusion PNGs."""
-    method = setup.method
-    binary = method.task == 'binary'
-    levels = _levels(predict_split(setup, variables, split), 'score' if binary else 'probs')
-    results = {
-        level: metrics.binary_metrics(*values) if binary else metrics.multiclass_metrics(*values, method.class_names)
-        for level, values in levels.items()
-    }
-    if out_dir is None or jax.process_index() != 0:
+    def predict_split(self, variables: dict, split: str) -> dict[str, np.ndarray]:
+        """Eval-mode predictions, labels and per-example method metrics of every example of `split`, in order."""
+        chunks = []
+        loader = pipeline.make_loader(self._dataset(split), workers=self.config.data.workers)
+        try:
+            for local_batch in loader:
+                batch = sharding.global_batch(local_batch, self.mesh)
+                chunks.append(jax.device_get(self.predict_step(variables, batch)))
+        finally:
+            pipeline.close_loader(loader)
+        out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        valid = out.pop('valid')
+        order = np.argsort(out['index'][valid], kind='stable')
+        return {k: v[valid][order] for k, v in out.items()}
+
+    def evaluate(
+        self, variables: dict, split: str, out_dir: str | Path | None = None, checkpoint: dict | None = None
+    ) -> dict[str, Any]:
+        """Metrics of `split` per level (and `checkpoint`, what was evaluated); with `out_dir`, process 0 writes
+        metrics_<split>.json and ROC/confusion PNGs."""
+        predictions = self.predict_split(variables, split)
+        results = self.metrics(predictions, self._fake_class_names())
+        if checkpoint is not None:
+            results['checkpoint'] = checkpoint
+        if out_dir is not None and jax.process_index() == 0:
+            self.write(results, predictions, split, Path(out_dir))
         return results
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f'metrics_{split}.json').write_text(json.dumps(results, indent=2, default=float))
-    for level, (labels, values) in levels.items():
-        title = f'{split}, {level} level'
-        if binary:
-            fpr, tpr, _ = metrics.roc_curve(labels, values)
-            metrics.save_roc_png(fpr, tpr, results[level]['auc'], out_dir / f'roc_{split}_{level}.png', title=title)
+
+    def _fake_class_names(self) -> tuple[str, ...] | None:
+        """The dataset's class names when a binary task has several fake classes to report one by one."""
+        if not self.binary:
+            return None
+        names = input_lib.dataset_class_names(self.config.data)
+        return names if len(names) > 2 else None
+
+    def metrics(self, predictions: dict[str, np.ndarray], class_names: Sequence[str] | None) -> dict[str, Any]:
+        eval_config = self.config.get('eval') or eval_config_defaults()
+        results = {}
+        for level, (labels, values, groups, class_ids) in self.levels(predictions, eval_config).items():
+            if self.binary:
+                result = metrics.binary_metrics(labels, values, threshold=eval_config.threshold)
+                if class_names is not None and class_ids is not None:
+                    result['per_manipulation'] = metrics.per_class_binary(
+                        labels, values, class_ids, class_names, threshold=eval_config.threshold
+                    )
+            else:
+                result = metrics.multiclass_metrics(labels, values, self.method.class_names)
+            if eval_config.bootstrap_resamples:
+                bootstrap = metrics.bootstrap_binary if self.binary else metrics.bootstrap_multiclass
+                kwargs = {'threshold': eval_config.threshold} if self.binary else {}
+                result['ci'] = bootstrap(
+                    labels,
+                    values,
+                    groups,
+                    resamples=eval_config.bootstrap_resamples,
+                    seed=eval_config.bootstrap_seed,
+                    **kwargs,
+                )
+            if level == 'video':
+                result['aggregation'] = eval_config.video_aggregation
+            results[level] = result
+        for key in predictions:
+            if key.startswith(METRIC_PREFIX):
+                results['frame'][key[len(METRIC_PREFIX) :]] = float(np.mean(predictions[key]))
+        return results
+
+    def levels(self, predictions: dict[str, np.ndarray], eval_config) -> dict[str, tuple]:
+        """(labels, scores or probs, bootstrap groups, class ids) per level: frames, and videos when records carry a
+        `video_index` (frames are then resampled by video)."""
+        labels, values = predictions['label'], predictions[self.key]
+        class_ids = predictions.get('class_id')
+        videos = predictions.get('video_index')
+        levels = {'frame': (labels, values, videos, class_ids)}
+        if videos is not None:
+            aggregate = metrics.video_level if self.binary else metrics.video_level_multiclass
+            video_labels, video_values, _ = aggregate(labels, values, videos, eval_config.video_aggregation)
+            video_classes = None if class_ids is None else metrics.per_video(class_ids, videos)
+            levels['video'] = (video_labels, video_values, None, video_classes)
+        return levels
+
+    def write(self, results, predictions, split: str, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f'metrics_{split}.json').write_text(json.dumps(results, indent=2, default=float))
+        levels = self.levels(predictions, self.config.get('eval') or eval_config_defaults())
+        for level, (labels, values, _, _) in levels.items():
+            title = f'{split}, {level} level'
+            if self.binary:
+                fpr, tpr, _ = metrics.roc_curve(labels, values)
+                metrics.save_roc_png(fpr, tpr, results[level]['auc'], out_dir / f'roc_{split}_{level}.png', title=title)
+            else:
+                metrics.save_confusion_matrix_png(
+                    results[level]['confusion_matrix'],
+                    self.method.class_names,
+                    out_dir / f'confusion_{split}_{level}.png',
+                    title=title,
+                )
+
+    def save_maps(self, variables: dict, split: str, count: int, path: str | Path) -> None:
+        """A PNG grid: `count` eval-mode inputs spread over `split` (first row) and every map of `Method.maps` below
+        (heat maps over the input, images as they are)."""
+        data = self.config.data
+        source = input_lib.build_source(data, split)
+        transform = input_lib.build_transform(data, split)
+        view = transform.view
+        picks = np.linspace(0, len(source) - 1, min(count, len(source))).astype(int)  # spread over the split
+        examples = []
+        for i in picks:
+            out = transform(source[int(i)], np.random.default_rng(int(i)))
+            examples.append(out[0] if isinstance(out, list) else out)
+        batch = {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
+        replicated = sharding.replicated(self.mesh)
+        outputs = jax.device_get(
+            jax.jit(lambda v, b: self._outputs(v, b, with_maps=True), out_shardings=replicated)(variables, batch)
+        )
+        inputs = np.stack([view.display(e) for e in examples])
+        rows = {'input': inputs}
+        for name, kind in self.method.maps.items():
+            values = np.asarray(outputs[name], np.float32)
+            if kind == 'image':
+                rows[name] = np.stack([view.display({view.display_key: v}) for v in values])
+            else:
+                rows[name] = np.stack([heat_overlay(image, heat) for image, heat in zip(inputs, values)])
+        if self.binary:
+            titles = [f'{data.class_names[int(e["label"])]} {float(s):.2f}' for e, s in zip(examples, outputs['score'])]
         else:
-            metrics.save_confusion_matrix_png(
-                results[level]['confusion_matrix'],
-                method.class_names,
-                out_dir / f'confusion_{split}_{level}.png',
-                title=title,
-            )
-    return results
+            titles = [self.method.class_names[int(e['label'])] for e in examples]
+        metrics.save_image_grid_png(rows, path, titles, title=f'{split}: inputs and maps')
 
 
-def save_reconstructions(setup, variables: dict, split: str, count: int, path: str | Path) -> None:
-    """A PNG grid: `count` eval-mode inputs spread over `split` (row 1) above the method's reconstructions (row 2)."""
-    config, method = setup.config, setup.method
-    source = input_lib.build_source(config.data, split)
-    transform = input_lib.build_transform(config.data, split)
-    picks = np.linspace(0, len(source) - 1, min(count, len(source))).astype(int)  # spread over the split
-    items = [transform(source[int(i)], np.random.default_rng(int(i))) for i in picks]
-    images = np.stack([item['image'] for item in items])
-    reconstructions = jax.device_get(jax.jit(method.reconstruct)(variables, {'image': images}))
-    titles = [method.class_names[int(item['label'])] for item in items]
-    rows = {
-        name: views.denormalise(x, config.data.normalisation)
-        for name, x in (('input', images), ('reconstruction', reconstructions))
-    }
-    metrics.save_image_grid_png(rows, path, titles, title=f'{split}: inputs and reconstructions')
+def heat_overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """A heat map [h, w] (or [h, w, C]: its maximum over channels) in [0, 1], resized to the uint8 RGB `image` and
+    blended over it with the jet colour map."""
+    import cv2
+    from matplotlib import colormaps
+
+    heat = np.asarray(heat, np.float32)
+    if heat.ndim == 3:
+        heat = heat.max(axis=-1)
+    heat = cv2.resize(np.clip(heat, 0.0, 1.0), image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    colours = colormaps['jet'](heat)[..., :3] * 255
+    return np.clip(np.rint((1 - alpha) * image + alpha * colours), 0, 255).astype(np.uint8)
 
 
 def scalars(results: dict[str, Any], split: str) -> dict[str, float]:
-    """`<split>/<level>/<metric>` for every scalar metric (per-class accuracies included)."""
+    """`<split>/<level>/<metric>` for every scalar metric; nested dicts (per class, per manipulation, intervals)
+    add their keys (`test/frame/ci/auc/low`)."""
     out = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f'{prefix}/{k}', v)
+        elif isinstance(value, (list, tuple)) and len(value) == 2 and prefix.rsplit('/', 2)[-2] == 'ci':
+            out[f'{prefix}/low'], out[f'{prefix}/high'] = float(value[0]), float(value[1])
+        elif isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+            if prefix.rsplit('/', 1)[-1] not in ('n', 'n_pos', 'resamples', 'resamples_auc', 'seed', 'level'):
+                out[prefix] = float(value)
+
     for level, result in results.items():
-        for name, value in result.items():
-            if isinstance(value, dict):
-                out.update({f'{split}/{level}/{name}/{k}': v for k, v in value.items()})
-            elif isinstance(value, (int, float, np.floating)) and name not in ('n', 'n_pos'):
-                out[f'{split}/{level}/{name}'] = float(value)
+        if level != 'checkpoint':
+            walk(f'{split}/{level}', result)
     return out
 
 
-def main(argv: Sequence[str]) -> int:
-    """`fdx eval --workdir DIR [--step S] [--split NAME …] [--config.KEY=VALUE …] [--out DIR]`."""
-    from fdx import train  # train imports this module
+def summary(results: dict[str, Any], split: str) -> str:
+    """One line: each level's headline metrics with their 95% intervals (and the checkpoint's selection)."""
+    parts = []
+    for level, result in results.items():
+        if level not in ('frame', 'video'):
+            continue
+        cells = []
+        for name in ('acc', 'auc', 'eer'):
+            if name in result:
+                ci = result.get('ci', {}).get(name)
+                cells.append(f'{name}={result[name]:.4f}' + (f' [{ci[0]:.4f}, {ci[1]:.4f}]' if ci else ''))
+        parts.append(f'{split}/{level} ' + ' '.join(cells) + f' (n={result["n"]})')
+    selection = results.get('checkpoint', {})
+    if selection.get('selected_on_test'):
+        parts.append('selected on test')
+    return '; '.join(parts)
 
+
+def resolve_step(workdir: Path, config, step: str | None):
+    """(orbax manager, step, checkpoint description) for `--step`: a number, `best` or the latest (default).
+
+    A latest checkpoint that does not restore is skipped for the previous one with a warning (`restore_latest`).
+    """
+    if step == 'best':
+        manager = state.checkpoint_manager(workdir, config, state.BEST)
+        best = manager.latest_step()
+        if best is None:
+            manager.close()
+            raise ValueError(f'{workdir / state.BEST}: no best checkpoint; the run selects none (config.select)')
+        return manager, best, state.read_best(workdir) or {'step': best}
+    manager = state.checkpoint_manager(workdir, config)
+    steps = sorted(manager.all_steps())
+    if step is not None and int(step) not in steps:
+        manager.close()
+        raise ValueError(f'{workdir / state.CHECKPOINTS} has no checkpoint for step {step} (available: {steps})')
+    if not steps:
+        manager.close()
+        raise ValueError(f'{workdir / state.CHECKPOINTS} has no checkpoint yet')
+    return manager, (int(step) if step is not None else None), None
+
+
+def main(argv: Sequence[str]) -> int:
+    """`fdx eval --workdir DIR [--step S|best] [--split NAME …] [--config.KEY=VALUE …] [--out DIR] [--save-maps N]`."""
     _, overrides, rest = config_lib.parse_cli(argv)
     parser = argparse.ArgumentParser(prog='fdx eval', description=main.__doc__)
     parser.add_argument('--workdir', required=True)
-    parser.add_argument('--step', type=int, help='checkpoint step (default: the latest)')
+    parser.add_argument('--step', help="checkpoint step, or 'best' (config.select); default: the latest")
     parser.add_argument('--split', action='append', help='split(s) to evaluate (default: config.eval_splits)')
     parser.add_argument('--out', help='output directory (default: <workdir>/eval/step_<S>)')
-    parser.add_argument(
-        '--reconstructions', type=int, default=0, metavar='N', help='also save N inputs and their reconstructions'
-    )
+    parser.add_argument('--save-maps', type=int, default=0, metavar='N', help="save N inputs with the method's maps")
+    parser.add_argument('--reconstructions', type=int, default=0, metavar='N', help='the same as --save-maps N')
     args = parser.parse_args(rest)
+    if args.step not in (None, 'best') and not args.step.isdigit():
+        parser.error(f"--step: a step number or 'best', got {args.step!r}")
     workdir = Path(args.workdir)
-    try:
-        config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f'fdx eval: {e}', file=sys.stderr)
-        return 2
-    manager = train.checkpoint_manager(workdir, config)
-    step = args.step if args.step is not None else manager.latest_step()
-    if step is None or step not in manager.all_steps():
-        print(
-            f'fdx eval: {workdir / "checkpoints"} has no checkpoint for step {step} '
-            f'(available: {sorted(manager.all_steps())})',
-            file=sys.stderr,
+    config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
+    method = methods.build(config)  # registers the method's own views
+    maps = max(args.save_maps, args.reconstructions)
+    if maps and not method.maps:
+        raise ValueError(f'--save-maps: method {config.method!r} returns no maps (Method.maps)')
+    mesh = sharding.make_mesh(config.mesh)
+    manager, step, best = resolve_step(workdir, config, args.step)
+    with jax.set_mesh(mesh):
+        step, variables, _ = state.restore_with_fallback(
+            manager, step, lambda s: state.restore_variables(manager, s, mesh, config)
         )
-        return 2
-    setup = train.setup_for(config)
-    if args.reconstructions and not hasattr(setup.method, 'reconstruct'):
-        print(f'fdx eval: --reconstructions: method {config.method!r} does not reconstruct its inputs', file=sys.stderr)
-        return 2
-    with jax.set_mesh(setup.mesh):
-        state = train.restore_state(manager, setup, step)
-        out_dir = Path(args.out) if args.out else workdir / 'eval' / f'step_{step}'
+        checkpoint = {'step': step}
+        if best is not None:
+            checkpoint.update({'selected_by': best, 'selected_on_test': best.get('split') == 'test'})
+        evaluator = Evaluator(config, method, mesh)
+        out_dir = Path(args.out) if args.out else workdir / 'eval' / (f'best_{step}' if best else f'step_{step}')
         for split in args.split or config.eval_splits:
-            results = evaluate(setup, state.variables(), split, out_dir)
-            headline = {k: v for k, v in scalars(results, split).items() if '/per_class_acc/' not in k}
-            writers.log(f'step {step}: ' + ', '.join(f'{k}={v:.4f}' for k, v in headline.items()))
-            if args.reconstructions > 0 and jax.process_index() == 0:
-                path = out_dir / f'reconstructions_{split}.png'
-                save_reconstructions(setup, state.variables(), split, args.reconstructions, path)
+            results = evaluator.evaluate(variables, split, out_dir, checkpoint)
+            writers.log(f'step {step}: ' + summary(results, split))
+            if maps and jax.process_index() == 0:
+                path = out_dir / f'maps_{split}.png'
+                evaluator.save_maps(variables, split, maps, path)
                 writers.log(f'wrote {path}')
     writers.log(f'wrote {out_dir}')
     manager.close()
     return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -14,20 +14,17 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import flax
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
-import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from fdx import config as config_lib
 from fdx import evaluate, methods, optim, sharding, writers
 from fdx import input as input_lib
+from fdx import state as state_lib
 from fdx.input import pipeline
-from fdx.models import pretrained
 
 DONE_FILE = 'done.json'
 
@@ -42,8 +39,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_epochs = 1
     c.total_steps = 0  # > 0 overrides num_epochs
     c.log_every = 10
-    c.eval_every = 0  # steps; 0: evaluate at the end only
+    c.eval_every = 0  # steps; 0: evaluate at the end only (eval_every_epochs when > 0)
+    c.eval_every_epochs = 0.0
     c.eval_splits = ('test',)
+    c.eval = evaluate.eval_config_defaults()
+    # Keep the best checkpoint by a validation metric (`fdx eval --step best`); split '' = none. Selecting on 'test'
+    # needs allow_test and is then stated in every output.
+    c.select = ml_collections.ConfigDict({'split': '', 'metric': 'video/auc', 'mode': 'max', 'allow_test': False})
     c.checkpoint = ml_collections.ConfigDict({'every': 1000, 'keep': 3})
     c.mesh = ml_collections.ConfigDict({'data': -1, 'model': 1})
     c.sharding = ml_collections.ConfigDict({'fsdp': False, 'min_fsdp_size': 2**18})
@@ -53,158 +55,42 @@ def base_config() -> ml_collections.ConfigDict:
     c.init = ()
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()
-    c.data = ml_collections.ConfigDict({'workers': 0, 'prefetch': 2})
+    c.data = input_lib.data_config()
     return c
-
-
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array
-    params: Any
-    model_state: Any  # non-parameter collections (batch_stats, …)
-    opt_state: Any
-    critic_params: Any = None
-    critic_opt_state: Any = None
-
-    def variables(self) -> dict:
-        return {'params': self.params, **self.model_state}
 
 
 class NonFiniteLossError(RuntimeError):
     pass
 
 
-class Setup:
-    """Everything derived from a config that training and evaluation share: mesh, method, optimizers, state layout."""
-
-    def __init__(self, config: ml_collections.ConfigDict, steps_per_epoch: int, example_batch: dict[str, Any]):
-        self.config = config
-        self.mesh = sharding.make_mesh(config.mesh)
-        self.method = methods.build(config)
-        self.steps_per_epoch = steps_per_epoch
-        self.total_steps = config.total_steps or config.num_epochs * steps_per_epoch
-        # Global shapes of a batch: the leading axis gathers all processes.
-        self.batch_shapes = {
-            k: jax.ShapeDtypeStruct(
-                (v.shape[0] * jax.process_count(), *v.shape[1:]), jax.dtypes.canonicalize_dtype(v.dtype)
-            )
-            for k, v in example_batch.items()
-        }
-        self.batch_sharding = sharding.batch_sharding(self.mesh)
-        abstract_variables = jax.eval_shape(self._init_variables, jax.random.key(0))
-        self.tx, self.schedules = optim.make_optimizer(
-            self._with_total_steps(config.optim), steps_per_epoch, abstract_variables['params']
+def check_select(config) -> None:
+    """`config.select`: a metric of an evaluated split by which the best checkpoint is kept; never the test split
+    unless `allow_test` (then every output says "selected on test")."""
+    select = config.get('select')
+    if not select or not select.split:
+        return
+    if select.mode not in ('max', 'min'):
+        raise ValueError(f"config.select.mode: 'max' or 'min', got {select.mode!r}")
+    if select.split == 'test' and not select.allow_test:
+        raise ValueError(
+            "config.select.split='test': choosing a checkpoint on the test split biases every test figure; select on "
+            "'val' (config.data.val_from_train makes one) or set config.select.allow_test=True"
         )
-        self.critic_tx = None
-        if self.method.critic is not None:
-            abstract_critic = jax.eval_shape(self._init_critic, jax.random.key(0), abstract_variables)
-            self.critic_tx, critic_schedules = optim.make_optimizer(
-                self._with_total_steps(config.critic_optim), steps_per_epoch, abstract_critic['params']
-            )
-            self.schedules.update({f'critic/{k}': v for k, v in critic_schedules.items()})
-        self.abstract_state = jax.eval_shape(self._create_state, abstract_variables, jax.random.key(0))
-        self.state_sharding = sharding.state_shardings(
-            self.abstract_state, self.mesh, config.sharding.fsdp, config.sharding.min_fsdp_size
-        )
-        self.variables_sharding = {'params': self.state_sharding.params, **self.state_sharding.model_state}
 
-    def _with_total_steps(self, optim_config):
-        optim_config = ml_collections.ConfigDict(optim_config.to_dict())
-        optim_config.total_steps = self.total_steps
-        return optim_config
 
-    def _zeros_batch(self):
-        return {k: jnp.zeros(v.shape, v.dtype) for k, v in self.batch_shapes.items()}
-
-    def _init_variables(self, rng):
-        return self.method.init(rng, self._zeros_batch())
-
-    def _init_critic(self, rng, variables):
-        return self.method.critic.init(rng, self._zeros_batch(), variables)
-
-    def _create_state(self, variables, rng):
-        variables = dict(variables)
-        params = variables.pop('params')
-        state = TrainState(
-            step=jnp.zeros((), jnp.int32), params=params, model_state=variables, opt_state=self.tx.init(params)
-        )
-        if self.method.critic is not None:
-            critic_params = self._init_critic(jax.random.fold_in(rng, 1), {'params': params, **variables})['params']
-            state = state.replace(critic_params=critic_params, critic_opt_state=self.critic_tx.init(critic_params))
-        return state
-
-    def initial_state(self) -> TrainState:
-        """Fresh variables (with `config.init` checkpoints grafted on), placed with the state shardings."""
-        rng = jax.random.key(self.config.seed)
-        abstract = jax.eval_shape(self._init_variables, rng)
-        shardings = sharding.state_shardings(
-            abstract, self.mesh, self.config.sharding.fsdp, self.config.sharding.min_fsdp_size
-        )
-        variables = jax.jit(self._init_variables, out_shardings=shardings)(rng)
-        for spec in self.config.init:
-            spec = dict(spec)
-            checkpoint = spec.pop('checkpoint')
-            source, _ = pretrained.load_variables(checkpoint)
-            variables = pretrained.graft(variables, source, origin=str(checkpoint), **spec)
-            writers.log(f'initialised {spec.get("dst") or "the model"} from {checkpoint}')
-        variables = jax.device_put(variables, shardings)
-        create = jax.jit(self._create_state, out_shardings=self.state_sharding)
-        return create(variables, jax.random.fold_in(rng, 1))
-
-    def rngs(self, rng: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:
-        return {name: jax.random.fold_in(rng, i) for i, name in enumerate(streams)}
-
-    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-        """One optimisation step (critic steps first, if any); returns the new state and scalars to log."""
-        method, metrics = self.method, {}
-        rng = jax.random.fold_in(jax.random.key(self.config.seed), state.step)
-        if method.critic is not None:
-            critic_params, critic_opt_state = state.critic_params, state.critic_opt_state
-            for i in range(method.critic.steps):
-                rngs = self.rngs(jax.random.fold_in(rng, 1000 + i), method.rng_streams)
-                (critic_loss, critic_aux), grads = jax.value_and_grad(method.critic.loss, has_aux=True)(
-                    critic_params, state.variables(), batch, rngs
-                )
-                updates, critic_opt_state = self.critic_tx.update(grads, critic_opt_state, critic_params)
-                critic_params = optax.apply_updates(critic_params, updates)
-            state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
-            metrics.update({'critic/loss': critic_loss, **{f'critic/{k}': v for k, v in critic_aux.items()}})
-
-        def loss_fn(params):
-            out = method.losses(
-                {'params': params, **state.model_state},
-                batch,
-                self.rngs(rng, method.rng_streams),
-                state.step,
-                critic_params=None if method.critic is None else jax.lax.stop_gradient(state.critic_params),
-            )
-            return sum(out.terms.values()), out
-
-        (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            model_state={**state.model_state, **out.state},
-            opt_state=opt_state,
-        )
-        metrics.update({'loss': loss, 'grad_norm': optax.tree.norm(grads)})
-        metrics.update({f'loss/{k}': v for k, v in out.terms.items()})
-        metrics.update({f'train/{k}': v for k, v in out.aux.items()})
-        metrics.update({f'lr/{k}': schedule(state.step - 1) for k, schedule in self.schedules.items()})
-        return state, metrics
-
-    def compiled_train_step(self):
-        return jax.jit(
-            self.train_step,
-            in_shardings=(self.state_sharding, self.batch_sharding),
-            out_shardings=(self.state_sharding, sharding.replicated(self.mesh)),
-            donate_argnums=(0,),
-        )
+def selected_value(results: dict[str, Any], metric: str) -> float:
+    """`results` at the path `metric` ('video/auc', 'frame/acc', …)."""
+    value = results
+    for part in metric.split('/'):
+        if not isinstance(value, dict) or part not in value:
+            raise ValueError(f'config.select.metric: no {metric!r} in the results (levels: {", ".join(results)})')
+        value = value[part]
+    return float(value)
 
 
 def train_dataset(config) -> grain.IterDataset:
     """This process's share of the global training batches."""
+    methods.method_class(config)  # a method's module may register the views it reads
     return pipeline.train_dataset(
         input_lib.build_source(config.data, 'train'),
         global_batch_size=config.batch_size,
@@ -215,27 +101,16 @@ def train_dataset(config) -> grain.IterDataset:
     )
 
 
-def setup_for(config) -> Setup:
+def setup_for(config) -> state_lib.Setup:
     """The `Setup` of a config, with batch shapes taken from one training batch."""
-    example = next(iter(pipeline.make_loader(train_dataset(config), workers=0)))
-    steps_per_epoch = pipeline.steps_per_epoch(len(input_lib.build_source(config.data, 'train')), config.batch_size)
-    return Setup(config, steps_per_epoch, example)
-
-
-def checkpoint_manager(workdir: Path, config) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint.keep, create=True)
-    return ocp.CheckpointManager(Path(workdir).absolute() / 'checkpoints', options=options)
-
-
-def restore_state(manager: ocp.CheckpointManager, setup: Setup, step: int, iterator=None) -> TrainState:
-    """Restores the train state (and the data iterator's position, if given) saved at `step`."""
-    abstract = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), setup.abstract_state, setup.state_sharding
+    dataset = train_dataset(config)
+    loader = pipeline.make_loader(dataset, workers=0, prefetch_buffer=0)
+    example = next(loader)
+    transform = input_lib.build_transform(config.data, 'train')
+    steps_per_epoch = pipeline.steps_per_epoch(
+        len(input_lib.build_source(config.data, 'train')), config.batch_size, transform.examples_per_item
     )
-    items = {'state': ocp.args.StandardRestore(abstract)}
-    if iterator is not None:
-        items['data'] = grain.checkpoint.CheckpointRestore(iterator)
-    return manager.restore(step, args=ocp.args.Composite(**items))['state']
+    return state_lib.Setup(config, steps_per_epoch, example)
 
 
 def _check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
@@ -247,21 +122,95 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
     return values
 
 
+class Selection:
+    """The best checkpoint by `config.select` (`<workdir>/best`, `best.json`), kept across resumes."""
+
+    def __init__(self, workdir: Path, config):
+        self.workdir, self.select = workdir, config.select
+        self.manager = state_lib.checkpoint_manager(workdir, config, state_lib.BEST)
+        best = state_lib.read_best(workdir)
+        self.best = best if best is not None and best['step'] in self.manager.all_steps() else None
+
+    def splits(self) -> tuple[str, ...]:
+        return (self.select.split,) if self.select.split else ()
+
+    def update(self, step: int, results: dict[str, Any], state) -> None:
+        """Keeps `state` if its `select.split` metric beats the best so far."""
+        value = selected_value(results, self.select.metric)
+        better = self.best is None or (
+            value > self.best['value'] if self.select.mode == 'max' else value < self.best['value']
+        )
+        if not better:
+            return
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        self.manager.wait_until_finished()
+        self.best = {
+            'step': step,
+            'split': self.select.split,
+            'metric': self.select.metric,
+            'mode': self.select.mode,
+            'value': value,
+            'selected_on_test': self.select.split == 'test',
+        }
+        if jax.process_index() == 0:
+            (self.workdir / state_lib.BEST_FILE).write_text(json.dumps(self.best, indent=2))
+        writers.log(
+            f'best checkpoint: step {step}, {self.select.split}/{self.select.metric} = {value:.4f}'
+            + (' (selected on test)' if self.best['selected_on_test'] else '')
+        )
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _resume(workdir: Path, config, setup, iterator):
+    """(manager, start step, state): the newest checkpoint that restores (broken newer ones are set aside), or a fresh
+    state at step 0."""
+    manager = state_lib.checkpoint_manager(workdir, config)
+    if manager.latest_step() is None:
+        return manager, 0, None
+    start, state, broken = state_lib.restore_with_fallback(
+        manager, None, lambda step: state_lib.restore_state(manager, setup, step, iterator)
+    )
+    if broken:
+        manager.close()
+        state_lib.set_aside(manager, broken)
+        manager = state_lib.checkpoint_manager(workdir, config)
+    writers.log(f'resumed from step {start} in {workdir}')
+    return manager, start, state
+
+
+def _eval_every(config, steps_per_epoch: int) -> int:
+    return config.eval_every or round(config.get('eval_every_epochs', 0) * steps_per_epoch)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Trains (or resumes) in `workdir`; returns the final evaluation metrics."""
+    check_select(config)
     workdir = Path(workdir).absolute()  # orbax needs absolute paths
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         config_lib.save_config(config, workdir)
     dataset, setup = train_dataset(config), setup_for(config)
     iterator = pipeline.make_loader(dataset, workers=config.data.workers, prefetch_buffer=config.data.prefetch)
-    manager = checkpoint_manager(workdir, config)
     writer = writers.MetricWriter(workdir)
+    evaluator = evaluate.Evaluator(config, setup.method, setup.mesh)
+    selection = Selection(workdir, config)
+    eval_splits = tuple(dict.fromkeys((*config.eval_splits, *selection.splits())))
+    eval_every = _eval_every(config, setup.steps_per_epoch)
+
+    def evaluation(step: int, state, out_dir: Path | None = None) -> dict[str, Any]:
+        results = {}
+        for split in eval_splits:
+            results[split] = evaluator.evaluate(state.variables(), split, out_dir, {'step': step})
+            writer.write(step, evaluate.scalars(results[split], split))
+        if selection.splits():
+            selection.update(step, results[config.select.split], state)
+        return results
 
     with jax.set_mesh(setup.mesh):
-        start = manager.latest_step()
-        if start is None:
-            start = 0
+        manager, start, state = _resume(workdir, config, setup, iterator)
+        if state is None:
             state = setup.initial_state()
             if jax.process_index() == 0:
                 (workdir / 'parameters.txt').write_text(writers.parameter_overview(state.variables()) + '\n')
@@ -269,9 +218,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                 writers.log(
                     f'parameter group {name}: {tensors} tensors, {count:,} parameters' + (' (frozen)' if frozen else '')
                 )
-        else:
-            state = restore_state(manager, setup, start, iterator)
-            writers.log(f'resumed from step {start} in {workdir}')
         step_fn = setup.compiled_train_step()
         total = setup.total_steps
         leaves = jax.tree.leaves(setup.state_sharding)
@@ -300,27 +246,23 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                             state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
                         ),
                     )
-                if config.eval_every and done % config.eval_every == 0 and done != total:
-                    for split in config.eval_splits:
-                        results = evaluate.evaluate(setup, state.variables(), split)
-                        writer.write(done, evaluate.scalars(results, split))
+                if eval_every and done % eval_every == 0 and done != total:
+                    evaluation(done, state)
             if pending is not None:
                 _log_step(writer, config, bar, *pending)
         finally:
             bar.close()
             manager.wait_until_finished()
             writer.flush()
+            pipeline.close_loader(iterator)
         steps_per_second = (total - start) / max(time.perf_counter() - started, 1e-9)
-        final = {}
-        for split in config.eval_splits:
-            final[split] = evaluate.evaluate(setup, state.variables(), split, workdir / 'eval' / f'step_{total}')
-            writer.write(total, evaluate.scalars(final[split], split))
+        final = evaluation(total, state, workdir / 'eval' / f'step_{total}')
     writer.close()
     manager.close()
+    selection.close()
     if jax.process_index() == 0:
-        (workdir / DONE_FILE).write_text(
-            json.dumps({'step': total, 'steps_per_second': steps_per_second, 'eval': final}, indent=2, default=float)
-        )
+        done_record = {'step': total, 'steps_per_second': steps_per_second, 'eval': final, 'best': selection.best}
+        (workdir / DONE_FILE).write_text(json.dumps(done_record, indent=2, default=float))
     return final
 
 

@@ -281,10 +281,19 @@ def test_missing_source_folder(tmp_path, capsys):
     assert 'absent' in capsys.readouterr().err
 
 
-def data_config(root: Path, name: str, **fields):
-    from fdx.input import prepared_data_config
+def data_config(root: Path, name: str, view: str = 'frame', sampling: str = 'all', target: str = 'label', **fields):
+    """`config.data` of a prepared tree with `view` at 48 px; `fields` are the view's."""
+    from fdx import input as input_lib
 
-    return prepared_data_config(name=name, dir=str(root / 'data'), size=48, **fields)
+    size = {'residual': 'backbone_size'}.get(view, 'size')
+    return input_lib.data_config(
+        name=name,
+        dir=str(root / 'data'),
+        train_view=view,
+        sampling=sampling,
+        target=target,
+        **{view: {size: 48, **fields}},
+    )
 
 
 def first_batch(config, split='train'):
@@ -364,9 +373,6 @@ def test_tfds_build_command_with_manual_dir(dfdm, tmp_path):
     import simple_parsing
     from tensorflow_datasets.scripts.cli import build
 
-    manifest, root = dfdm
-    from fdx.input import prepared_data_config
-
     _, root = dfdm
     args = [
         'dfdm',
@@ -383,7 +389,9 @@ def test_tfds_build_command_with_manual_dir(dfdm, tmp_path):
     directory = tmp_path / 'dfdm' / 'crf0_crf10_crf23-even32-s320-x1p3-png' / '1.0.0'
     built = tfds.builder_from_directory(str(directory))
     assert {s: built.info.splits[s].num_examples for s in built.info.splits} == {'train': 60, 'test': 60}
-    first = first_batch(prepared_data_config(name='dfdm', dir=str(tmp_path), quality='crf23', size=48))
+    from fdx import input as input_lib
+
+    first = first_batch(input_lib.data_config(name='dfdm', dir=str(tmp_path), frame={'quality': 'crf23', 'size': 48}))
     assert first['image'].shape == (2, 48, 48, 3)
     assert (directory / 'index_train.npz').is_file()  # computed on first use
 
@@ -394,7 +402,7 @@ def test_view_pipelines_are_deterministic_and_resume_exactly(ffpp, dfdm, view):
     from fdx.input import pipeline
 
     root, name = (dfdm[1], 'dfdm') if view == 'clip' else (ffpp[1], 'ffpp')
-    config = data_config(root, name, view=view, frames=3, **({'quality': 'crf0'} if view == 'clip' else {}))
+    config = data_config(root, name, view=view, **({'quality': 'crf0', 'frames': 3} if view == 'clip' else {}))
 
     def batches(state=None, count=4):
         dataset = pipeline.train_dataset(
@@ -437,7 +445,7 @@ def test_quality_grid_and_cross_quality_table(dfdm, tmp_path, monkeypatch, capsy
                 '--name',
                 'table5',
                 '--key',
-                'data.quality',
+                'data.clip.quality',
                 '--values',
                 'crf0,crf10,crf23',
                 '--labels',
@@ -446,10 +454,12 @@ def test_quality_grid_and_cross_quality_table(dfdm, tmp_path, monkeypatch, capsy
         )
         == 0
     )
-    table = (tmp_path / 'table5' / 'crosseval_data_quality.md').read_text().splitlines()
-    assert table[0] == '| Train→Test | Faceswap | Lightweight | IAE | Dfaker | DFL-H128 | Overall |'
-    rows = [line.split(' | ')[0].lstrip('| ') for line in table[2:]]
+    pairs, matrix = (tmp_path / 'table5' / 'crosseval_data_clip_quality.md').read_text().split('\n\n')[:2]
+    pairs = pairs.splitlines()
+    assert pairs[0] == '| Train→Test | Faceswap | Lightweight | IAE | Dfaker | DFL-H128 | Overall |'
+    rows = [line.split(' | ')[0].lstrip('| ') for line in pairs[2:]]
     assert rows == [f'{a}→{b}' for a in ('NoL', 'HQ', 'LQ') for b in ('NoL', 'HQ', 'LQ')]
-    for line in table[2:]:
-        cells = [float(c) for c in line.strip('| ').split(' | ')[1:]]
+    assert matrix.startswith('Train × test (overall accuracy, %)')
+    for line in pairs[2:]:
+        cells = [float(c.split(' [')[0]) for c in line.strip('| ').split(' | ')[1:]]
         assert all(0 <= c <= 100 for c in cells) and len(cells) == 6

@@ -70,7 +70,7 @@ def reference_run(tmp_path_factory):
 
 def test_end_to_end_outputs(reference_run):
     done = json.loads((reference_run / train.DONE_FILE).read_text())
-    assert done['step'] == 12 and set(done['eval']['test']) == {'frame', 'video'}
+    assert done['step'] == 12 and set(done['eval']['test']) == {'frame', 'video', 'checkpoint'}
     assert done['eval']['test']['frame']['n'] == 40 and done['eval']['test']['video']['n'] == 10
     assert sorted(losses(reference_run)) == list(range(1, 13))
     record = json.loads((reference_run / 'metrics.jsonl').read_text().splitlines()[0])

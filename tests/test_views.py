@@ -185,14 +185,14 @@ def test_split_index_videos_save_load(tmp_path, records, index):
 def test_balanced_real_only_subset_and_eval_order(index):
     labels = np.array([0] * 7 + [1] * 17)
     small = views.SplitIndex(np.arange(24), np.zeros(24), labels, labels)
-    picks = views.balanced(small, seed=0)
+    picks = views.balanced(small.label, seed=0)
     assert (labels[picks] == 0).sum() == (labels[picks] == 1).sum() == 17
     assert set(picks) == set(range(24)) and (np.bincount(picks)[labels == 1] == 1).all()
     assert set(np.bincount(picks)[labels == 0]) == {2, 3}  # 10 extra reals spread over 7
-    np.testing.assert_array_equal(views.balanced(small, seed=0), picks)
-    assert any(not np.array_equal(views.balanced(small, seed=s), picks) for s in range(1, 5))
+    np.testing.assert_array_equal(views.balanced(small.label, seed=0), picks)
+    assert any(not np.array_equal(views.balanced(small.label, seed=s), picks) for s in range(1, 5))
 
-    np.testing.assert_array_equal(views.real_only(small), np.arange(7))
+    np.testing.assert_array_equal(views.real_only(small.label), np.arange(7))
     subset = views.Subset(list(range(100, 124)), picks)
     assert len(subset) == 34 and subset[3] == 100 + picks[3]
     with pytest.raises(ValueError):

@@ -29,7 +29,7 @@ class MeanCritic(Critic):
     def init(self, rng, batch, variables):
         return self.net.init(rng, jnp.zeros((1, 3)))
 
-    def loss(self, critic_params, variables, batch, rngs):
+    def loss(self, critic_params, variables, batch, rngs, activations):
         real = batch['image'].mean(axis=(1, 2)) + 1.0  # real vectors sit around (1, 1, 1)
         fake = MeanGenerator.sample(variables['params'], real.shape[0], rngs['noise'])
         score = lambda x: self.net.apply({'params': critic_params}, x)[:, 0]  # noqa: E731

@@ -6,6 +6,10 @@ Each process loads only its contiguous slice of `B / P` positions and augments r
 stream (`epoch * N + position in epoch`) with `np.random.default_rng([seed, p])`, so concatenating the local batches
 of all processes gives the same global batch, augmentation included, for any process and worker count.
 
+A transform may turn one record into a list of `examples_per_item` examples (a real frame and its self-blended fake):
+the batch sizes count examples, a global batch then reads `B / examples_per_item` records, and the examples of one
+record sit next to each other in the batch.
+
 A pipeline is a `grain.MapDataset` with one local batch per element, so `mp_prefetch` workers each produce whole
 batches that are interleaved back in order, and an iterator's state is a few batch counters (JSON).
 """
@@ -23,12 +27,39 @@ Record = dict[str, Any]
 Transform = Callable[[Record, np.random.Generator], Record]
 
 
-def steps_per_epoch(num_records: int, global_batch_size: int) -> int:
+def records_per_batch(global_batch_size: int, examples_per_item: int = 1) -> int:
+    """Records read per global batch of `global_batch_size` examples."""
+    if examples_per_item < 1 or global_batch_size % examples_per_item:
+        raise ValueError(
+            f'batch size {global_batch_size} is not a multiple of the {examples_per_item} examples each record gives'
+        )
+    return global_batch_size // examples_per_item
+
+
+def steps_per_epoch(num_records: int, global_batch_size: int, examples_per_item: int = 1) -> int:
     """Full global batches per epoch (the remainder is dropped)."""
-    steps = num_records // global_batch_size
+    steps = num_records // records_per_batch(global_batch_size, examples_per_item)
     if steps == 0:
-        raise ValueError(f'{num_records} records make no full global batch of {global_batch_size}')
+        raise ValueError(f'{num_records} records make no full global batch of {global_batch_size} examples')
     return steps
+
+
+def _examples_per_item(transform) -> int:
+    return getattr(transform, 'examples_per_item', 1)
+
+
+def _stacked(out: Record | list[Record], examples_per_item: int) -> Record:
+    """One record's transform output: a dict, or its `examples_per_item` examples stacked on a leading axis."""
+    if examples_per_item == 1:
+        return out
+    if not isinstance(out, list) or len(out) != examples_per_item:
+        raise ValueError(f'the view must return a list of {examples_per_item} examples per record, got {type(out)}')
+    return {k: np.stack([np.asarray(example[k]) for example in out]) for k in out[0]}
+
+
+def _flatten_examples(batch: Record) -> Record:
+    """[records, examples, ...] -> [records · examples, ...]."""
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items()}
 
 
 def _local_batch_size(global_batch_size: int, process_index: int, process_count: int) -> int:
@@ -78,7 +109,7 @@ class _TrainRecord:
         record = dict(self.source[self.order[stream_position]])
         if self.transform is not None:
             record = self.transform(record, np.random.default_rng([self.seed, stream_position]))
-        return record
+        return _stacked(record, _examples_per_item(self.transform))
 
 
 class _EvalRecord:
@@ -107,12 +138,17 @@ class _EvalRecord:
         record = dict(self.source[index])
         if self.transform is not None:
             record = self.transform(record, np.random.default_rng(index))
-        return {**record, 'valid': np.bool_(valid), 'index': np.int64(index)}
+        examples = _examples_per_item(self.transform)
+        record = _stacked(record, examples)
+        shape = (examples,) if examples > 1 else ()
+        return {**record, 'valid': np.full(shape, valid), 'index': np.full(shape, index, np.int64)}
 
 
-def _batched(records: grain.MapDataset, local_batch_size: int) -> grain.IterDataset:
+def _batched(records: grain.MapDataset, local_batch_size: int, examples_per_item: int) -> grain.IterDataset:
     """Stacks consecutive records into local batches; reading and prefetching are left to `make_loader`."""
     batches = records.batch(local_batch_size, drop_remainder=True)
+    if examples_per_item > 1:
+        batches = batches.map(_flatten_examples)
     return batches.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
 
 
@@ -126,19 +162,21 @@ def train_dataset(
     transform: Transform | None = None,
     num_epochs: int | None = None,
 ) -> grain.IterDataset:
-    """This process's local training batches, reshuffled every epoch, for `num_epochs` epochs (None: forever)."""
+    """This process's local training batches of `global_batch_size` examples in all, reshuffled every epoch, for
+    `num_epochs` epochs (None: forever)."""
     if num_epochs is not None and num_epochs <= 0:
         raise ValueError(f'num_epochs must be positive or None, got {num_epochs}')
+    examples = _examples_per_item(transform)
     fn = _TrainRecord(
         source,
-        global_batch_size=global_batch_size,
+        global_batch_size=records_per_batch(global_batch_size, examples),
         seed=seed,
         process_index=process_index,
         process_count=process_count,
         transform=transform,
     )
     num_steps = sys.maxsize // fn.local_batch_size if num_epochs is None else num_epochs * fn.steps_per_epoch
-    return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size)
+    return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size, examples)
 
 
 def eval_dataset(
@@ -152,17 +190,18 @@ def eval_dataset(
     """This process's local evaluation batches: every record once, in order, the last global batch padded.
 
     Batches carry `valid` (False on padding, which repeats record 0) and `index` (the record index). `transform`
-    gets a generator seeded with the record index.
+    gets a generator seeded with the record index. The batch sizes count examples, as in `train_dataset`.
     """
+    examples = _examples_per_item(transform)
     fn = _EvalRecord(
         source,
-        global_batch_size=global_batch_size,
+        global_batch_size=records_per_batch(global_batch_size, examples),
         process_index=process_index,
         process_count=process_count,
         transform=transform,
     )
-    num_steps = -(-len(source) // global_batch_size)
-    return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size)
+    num_steps = -(-len(source) // fn.global_batch_size)
+    return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size, examples)
 
 
 def make_loader(dataset: grain.IterDataset, *, workers: int = 0, prefetch_buffer: int = 2) -> grain.DatasetIterator:
@@ -180,3 +219,10 @@ def make_loader(dataset: grain.IterDataset, *, workers: int = 0, prefetch_buffer
     elif prefetch_buffer > 0:
         dataset = grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=prefetch_buffer)
     return iter(dataset)
+
+
+def close_loader(loader) -> None:
+    """Stops a loader of `make_loader` (its prefetch thread or worker processes)."""
+    close = getattr(loader, 'close', None)
+    if close is not None:
+        close()

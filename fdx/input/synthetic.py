@@ -1,8 +1,11 @@
 """Deterministic synthetic records for tests and smoke runs: a class colour plus noise, computed on the fly."""
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fdx.input.pipeline import Record
+from fdx.input.registry import View, register_view
 
 
 class SyntheticSource:
@@ -36,6 +39,15 @@ class SyntheticSource:
     def __len__(self) -> int:
         return self.num_records
 
+    def split_index(self):
+        """The `SplitIndex` of the records (frame_index = position in the video, class_id = label)."""
+        from fdx.input.views import SplitIndex
+
+        video_index = np.arange(self.num_records) * self.num_videos // self.num_records
+        frame_index = np.arange(self.num_records) - np.searchsorted(video_index, video_index)
+        label = video_index % self.num_classes
+        return SplitIndex(video_index, frame_index, label, label)
+
     def __getitem__(self, index: int) -> Record:
         if not 0 <= index < self.num_records:
             raise IndexError(f'record {index} is outside [0, {self.num_records})')
@@ -46,8 +58,20 @@ class SyntheticSource:
         return {'image': image, 'label': np.int32(label), 'video_index': np.int32(video_index)}
 
 
-def synthetic_flip(record: Record, rng: np.random.Generator) -> Record:
-    """Flips `image` horizontally with probability 1/2."""
-    if rng.random() < 0.5:
-        return {**record, 'image': record['image'][..., ::-1, :]}
-    return record
+@register_view('synthetic')
+@dataclass(frozen=True)
+class SyntheticView(View):
+    """Synthetic records as they are, `image` flipped horizontally with probability `flip` (train split)."""
+
+    flip: float = 0.5
+
+    def for_eval(self) -> 'SyntheticView':
+        return SyntheticView(flip=0.0)
+
+    def __call__(self, record: Record, rng: np.random.Generator) -> Record:
+        if self.flip and rng.random() < self.flip:
+            return {**record, 'image': record['image'][..., ::-1, :]}
+        return record
+
+
+synthetic_flip = SyntheticView(flip=0.5)

@@ -13,7 +13,7 @@ Pixel convention: landmark (x, y) = (0, 0) is the centre of the top-left pixel, 
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import cv2
@@ -21,6 +21,7 @@ import numpy as np
 
 from fdx.input.pipeline import Record, Source
 from fdx.input.records import NUM_LANDMARKS, decode_image, decode_mask, image_key
+from fdx.input.registry import View, register_view
 
 # (mean, std) per channel of RGB in [0, 1].
 NORMALISATION = {
@@ -177,6 +178,10 @@ class Augment:
         if not 0.0 <= self.jitter < 1.0:
             raise ValueError(f'jitter must be in [0, 1), got {self.jitter}')
 
+    def deterministic(self) -> 'Augment':
+        """This augmentation without its random parts (evaluation): only `resize_then_center_crop` remains."""
+        return Augment(flip=0.0, resize_then_center_crop=self.resize_then_center_crop)
+
     def sample(self, rng: np.random.Generator) -> AugmentParams:
         flip = bool(rng.random() < self.flip)
         side = CENTRE_CROP if self.resize_then_center_crop else 1.0
@@ -231,6 +236,10 @@ class SplitIndex:
         with np.load(path) as data:
             return cls(**{f.name: data[f.name] for f in fields(cls)})
 
+    def take(self, rows: np.ndarray) -> 'SplitIndex':
+        """The index of the records at `rows` (in that order)."""
+        return SplitIndex(*(getattr(self, f.name)[rows] for f in fields(self)))
+
     def videos(self) -> dict[int, np.ndarray]:
         """video_index -> its record indices sorted by frame_index, in increasing video_index."""
         order = np.lexsort((self.frame_index, self.video_index))
@@ -238,26 +247,28 @@ class SplitIndex:
         return {int(v): indices for v, indices in zip(videos, np.split(order, starts[1:]))}
 
 
-def real_only(index: SplitIndex) -> np.ndarray:
-    """Record indices of the reals (label 0), for methods that blend their own fakes (SBI, AUNet)."""
-    return np.flatnonzero(index.label == 0)
+def real_only(labels: np.ndarray) -> np.ndarray:
+    """Indices of the real items (label 0), for methods that blend their own fakes (SBI, AUNet)."""
+    return np.flatnonzero(np.asarray(labels) == 0)
 
 
-def balanced(index: SplitIndex, seed: int) -> np.ndarray:
-    """Every record index plus repeats of the smaller label's records until every label has the same count.
+def balanced(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Every item index plus repeats of the smaller label's items until every label has the same count.
 
-    The anti-compression paper upsamples reals to balance the fakes (Sec. 4.2). Extra picks cycle through a
-    seeded permutation of each smaller label's records, so their repeat counts differ by at most one. Sorted.
+    `labels` holds one label per item (record, video or run). The anti-compression paper upsamples reals to balance
+    the fakes (Sec. 4.2). Extra picks cycle through a seeded permutation of each smaller label's items, so their
+    repeat counts differ by at most one. Sorted.
     """
-    labels, counts = np.unique(index.label, return_counts=True)
-    if len(labels) < 2:
-        raise ValueError(f'cannot balance a split whose records all have label {labels}')
+    labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2:
+        raise ValueError(f'cannot balance a split whose items all have label {values}')
     rng = np.random.default_rng(seed)
     extra = [
-        np.resize(rng.permutation(np.flatnonzero(index.label == label)), counts.max() - count)
-        for label, count in zip(labels, counts)
+        np.resize(rng.permutation(np.flatnonzero(labels == value)), counts.max() - count)
+        for value, count in zip(values, counts)
     ]
-    return np.sort(np.concatenate([np.arange(len(index)), *extra]))
+    return np.sort(np.concatenate([np.arange(len(labels)), *extra]))
 
 
 def video_eval_indices(index: SplitIndex) -> np.ndarray:
@@ -266,13 +277,17 @@ def video_eval_indices(index: SplitIndex) -> np.ndarray:
 
 
 class Subset:
-    """The items of `source` at `indices` (repeats allowed), as a source."""
+    """The items of `source` at `indices` (repeats allowed), as a source; the items' `labels` (given, or the
+    source's) follow."""
 
-    def __init__(self, source: Source, indices: Sequence[int] | np.ndarray):
+    def __init__(self, source: Source, indices: Sequence[int] | np.ndarray, labels: np.ndarray | None = None):
         self.source = source
         self.indices = np.asarray(indices, np.int64)
         if self.indices.ndim != 1 or np.any((self.indices < 0) | (self.indices >= len(source))):
             raise ValueError(f'indices must be 1-D and within [0, {len(source)})')
+        labels = getattr(source, 'labels', None) if labels is None else labels
+        if labels is not None:
+            self.labels = np.asarray(labels)[self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -304,12 +319,14 @@ class ClipSource:
     """One item per video (in increasing video_index): `{'frames': VideoFrames}` of all its prepared frames.
 
     Which frames form the clip is decided by `ClipView`, so that any random start comes from the view's `rng`.
+    `labels` holds each video's label (for `data.sampling`).
     """
 
     def __init__(self, source: Source, index: SplitIndex):
         _check_index(source, index)
         self.source = source
         self.videos = list(index.videos().values())
+        self.labels = np.array([index.label[v[0]] for v in self.videos], np.int64)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -323,7 +340,7 @@ class ResidualSource:
 
     The long-distance attention paper's temporal branch takes the frame and its next n frames (n = 3, Sec. VI-C),
     so only truly consecutive decoded frames qualify. Item: `{'frames': [record, next_1, ..., next_n]}`.
-    `runs[i]` holds item i's record indices.
+    `runs[i]` holds item i's record indices, `labels[i]` its label.
     """
 
     def __init__(self, source: Source, index: SplitIndex, next_frames: int = 3):
@@ -340,6 +357,7 @@ class ResidualSource:
         self.runs = np.concatenate(runs)
         if not len(self.runs):
             raise ValueError(f'no record has {next_frames} consecutive following frames; prepare runs of frames')
+        self.labels = index.label[self.runs[:, 0]]
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -422,11 +440,12 @@ def _meta(record: Record) -> dict[str, np.ndarray]:
     }
 
 
+@register_view('frame')
 @dataclass(frozen=True)
-class FrameView:
+class FrameView(View):
     """One frame: `image` float32 [S, S, 3] plus label, class_id, video_index, frame_index."""
 
-    quality: str
+    quality: str = 'c23'
     size: int = 299
     normalisation: str = 'xception'
     augment: Augment | None = None
@@ -440,41 +459,62 @@ class FrameView:
         return {'image': normalise(image, self.normalisation), **_meta(record)}
 
 
+@register_view('clip')
 @dataclass(frozen=True)
-class ClipView:
+class ClipView(View):
     """A `ClipSource` item -> `image` float32 [T, S, S, 3] (one augmentation draw for all frames), `frame_index`
     int64 [T], label, class_id, video_index. Defaults follow DMA-STA: 10 periodic frames at 224, ImageNet statistics.
+
+    `random_start` (train split) and `test_random_start` (evaluation) start a consecutive clip at a random frame;
+    `flip_per_frame` draws the mirror flag of each frame independently (the DMA-STA code's torchvision transforms),
+    the other augmentation parameters staying shared.
     """
 
-    quality: str
+    quality: str = 'crf10'
     size: int = 224
     normalisation: str = 'imagenet'
     augment: Augment | None = None
     frames: int = 10
     mode: str = 'periodic'
     random_start: bool = False
+    test_random_start: bool = False
+    flip_per_frame: bool = False
 
     def __post_init__(self):
         _normalisation(self.normalisation)
         if self.frames < 1 or self.mode not in CLIP_MODES:
             raise ValueError(f'need frames >= 1 and a mode in {CLIP_MODES}, got {self.frames} and {self.mode!r}')
 
+    def source(self, records, index):
+        return ClipSource(records, index)
+
+    def for_eval(self) -> 'ClipView':
+        return replace(super().for_eval(), random_start=self.test_random_start)
+
     def __call__(self, item: Record, rng: np.random.Generator) -> Record:
         video = item['frames']
         positions = clip_positions(len(video), self.frames, self.mode, rng if self.random_start else None)
         params = _params(self.augment, rng)
+        if self.flip_per_frame and self.augment is not None:
+            frame_params = [replace(params, flip=bool(rng.random() < self.augment.flip)) for _ in positions]
+        else:
+            frame_params = [params] * len(positions)
         records = {int(p): video[int(p)] for p in np.unique(positions)}
-        crops = {p: params.apply(decode_image(r[image_key(self.quality)]), self.size) for p, r in records.items()}
+        decoded = {p: decode_image(r[image_key(self.quality)]) for p, r in records.items()}
         meta = {k: v for k, v in _meta(records[int(positions[0])]).items() if k != 'frame_index'}
         return {
-            'image': normalise(np.stack([crops[int(p)] for p in positions]), self.normalisation),
+            'image': normalise(
+                np.stack([p.apply(decoded[int(q)], self.size) for p, q in zip(frame_params, positions)]),
+                self.normalisation,
+            ),
             'frame_index': np.array([records[int(p)]['frame_index'] for p in positions], np.int64),
             **meta,
         }
 
 
+@register_view('residual')
 @dataclass(frozen=True)
-class ResidualView:
+class ResidualView(View):
     """A `ResidualSource` item -> the long-distance attention paper's inputs (Sec. IV-C, IV-D, V-A).
 
     `image` [398, 398, 3] (backbone) and `image_small` [224, 224, 3] (ViT attention) of the first frame, normalised;
@@ -483,14 +523,18 @@ class ResidualView:
     [-1, 1] of xception inputs).
     """
 
-    quality: str
+    quality: str = 'c23'
     backbone_size: int = 398
     attention_size: int = 224
     normalisation: str = 'xception'
     augment: Augment | None = None
+    next_frames: int = 3
 
     def __post_init__(self):
         _normalisation(self.normalisation)
+
+    def source(self, records, index):
+        return ResidualSource(records, index, self.next_frames)
 
     def __call__(self, item: Record, rng: np.random.Generator) -> Record:
         params = _params(self.augment, rng)
@@ -504,8 +548,9 @@ class ResidualView:
         }
 
 
+@register_view('pair')
 @dataclass(frozen=True)
-class PairView:
+class PairView(View):
     """HQ/LQ crops of one frame and its manipulation mask (anti-compression metric learning, Sec. 3-4).
 
     `image_hq`, `image_lq` [S, S, 3]; `mask` [S, S] binarised at `mask_threshold` (0.1, Sec. 4.2; zeros for reals
@@ -521,9 +566,13 @@ class PairView:
     augment: Augment | None = None
     mask_sizes: tuple[int, ...] = (19,)
     mask_threshold: float = 0.1
+    display_key = 'image_lq'
 
     def __post_init__(self):
         _normalisation(self.normalisation)
+
+    def qualities(self) -> tuple[str, ...]:
+        return (self.hq, self.lq)
 
     def __call__(self, record: Record, rng: np.random.Generator) -> Record:
         params = _params(self.augment, rng)
@@ -545,13 +594,14 @@ class PairView:
         return (mask > self.mask_threshold).astype(np.float32)
 
 
+@register_view('au')
 @dataclass(frozen=True)
-class AUView:
+class AUView(View):
     """AUNet's inputs (Sec. 3.2-3.3, 4.1): `image` [S, S, 3]; `au_maps` [S, S, 15] (`au_maps`, σ = 3 at S = 224);
     `face_mask` [S, S] (convex hull M_f); `landmarks` float32 [68, 2] in output pixels; all after one augmentation.
     """
 
-    quality: str
+    quality: str = 'c23'
     size: int = 224
     normalisation: str = 'xception'
     augment: Augment | None = None

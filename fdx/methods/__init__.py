@@ -18,8 +18,8 @@ METHODS = {
 }
 
 
-def build(config) -> Method:
-    """The method named by `config.method`, constructed from the whole experiment config."""
+def method_class(config) -> type:
+    """The class `config.method` names (importing its module registers the method's own views)."""
     path = METHODS.get(config.method, config.method)
     if ':' not in path:
         raise ValueError(
@@ -27,4 +27,12 @@ def build(config) -> Method:
             'or give a package.module:Class path'
         )
     module, name = path.split(':')
-    return getattr(importlib.import_module(module), name)(config)
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None:
+        raise ValueError(f'config.method: {module} has no {name!r}')
+    return cls
+
+
+def build(config) -> Method:
+    """The method named by `config.method`, constructed from the whole experiment config."""
+    return method_class(config)(config)

@@ -2,9 +2,14 @@
 
 A method supplies its model(s), how to initialise all variable collections, its loss as named weighted terms, and its
 prediction for evaluation. Batches are dicts of arrays whose leading axis is the example axis; a method reads the keys
-it needs (clips `[B, T, H, W, 3]`, two resolutions, HQ/LQ pairs, masks, AU maps, …). Randomness comes in `rngs`, one
-key per name in `rng_streams` (e.g. `dropout`, `noise`, `mixing`), fresh at every step. A second network trained
-alternately with its own optimizer (the WGAN-GP critic of the anti-compression paper) is a `Critic`.
+it needs (clips `[B, T, H, W, 3]`, two resolutions, HQ/LQ pairs, masks, AU maps, …), which its data views produce
+(`fdx.input.views`; a method may register views of its own). Randomness comes in `rngs`, one key per name in
+`rng_streams` (e.g. `dropout`, `noise`, `mixing`), fresh at every step and derived from the name. A second network
+trained alternately with its own optimizer (the WGAN-GP critic of the anti-compression paper) is a `Critic`.
+
+Evaluation (`fdx.evaluate`) calls `predict` on eval-view batches: `score` (binary) or `probs` (multiclass) per example,
+plus any maps or arrays the method wants (attention maps, tamper masks, reconstructions). `maps` names the outputs
+`fdx eval --save-maps` draws, and `eval_metrics` adds per-example metrics averaged over a split.
 """
 
 import abc
@@ -21,12 +26,16 @@ class LossOutput(NamedTuple):
     terms: dict[str, jax.Array]  # named, already weighted scalar terms; the training loss is their sum
     state: dict[str, Any]  # updated non-parameter collections (e.g. batch_stats); {} if none
     aux: dict[str, jax.Array]  # extra scalars to log (accuracy, distances, …)
+    critic_inputs: Any = None  # activations a critic that `takes_activations` trains on (held constant)
 
 
 class Critic(abc.ABC):
-    """A second network with its own optimizer (`config.critic_optim`), updated `steps` times per method step."""
+    """A second network with its own optimizer (`config.critic_optim`, whose schedule counts critic updates),
+    updated `steps` times per method step. With `takes_activations`, `loss` gets the `critic_inputs` the method's
+    losses computed in the same step instead of re-running the method's networks (then `activations` is None)."""
 
     steps: int = 1
+    takes_activations: bool = False
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, batch: Batch, variables: Variables) -> Variables:
@@ -34,7 +43,7 @@ class Critic(abc.ABC):
 
     @abc.abstractmethod
     def loss(
-        self, critic_params: Any, variables: Variables, batch: Batch, rngs: dict[str, jax.Array]
+        self, critic_params: Any, variables: Variables, batch: Batch, rngs: dict[str, jax.Array], activations: Any
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The critic's loss (e.g. WGAN-GP) with the method's variables held fixed, and scalars to log."""
 
@@ -46,6 +55,9 @@ class Method(abc.ABC):
     class_names: tuple[str, ...] = ('real', 'fake')
     rng_streams: tuple[str, ...] = ('dropout',)
     critic: Critic | None = None
+    # predict outputs drawn by `fdx eval --save-maps`: name -> 'heat' ([B, h, w] or [B, h, w, C] in [0, 1], drawn over
+    # the input) or 'image' ([B, H, W, 3] in the input's normalisation, drawn as a picture)
+    maps: dict[str, str] = {}
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -68,3 +80,8 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def predict(self, variables: Variables, batch: Batch) -> dict[str, jax.Array]:
         """Eval-mode outputs per example: `score` [B] (binary) or `probs` [B, K] (multiclass), optionally maps."""
+
+    def eval_metrics(self, outputs: dict[str, jax.Array], batch: Batch) -> dict[str, jax.Array]:
+        """Extra per-example metrics [B] from `predict`'s outputs and the batch, averaged over a split's examples
+        (e.g. the pixel-wise accuracy of an attention map against the manipulation mask). None by default."""
+        return {}

@@ -3,6 +3,7 @@
 import ml_collections
 
 from fdx import train
+from fdx.input import data_config
 
 
 def get_config(arg=None):
@@ -28,18 +29,15 @@ def get_config(arg=None):
         }
     )
     class_names = ('FS', 'LW', 'IAE') if arg == 'multiclass' else ('real', 'fake')
-    c.data = ml_collections.ConfigDict(
-        {
-            'name': 'synthetic',
-            'class_names': class_names,
-            'image_size': 32,
-            'frames': 0,
-            'records': {'train': 64, 'test': 40},
-            'frames_per_video': 4,
-            'flip': True,
-            'workers': 0,
-            'prefetch': 2,
-        }
+    c.data = data_config(
+        name='synthetic',
+        class_names=class_names,
+        image_size=32,
+        frames=0,
+        records={'train': 64, 'val': 24, 'test': 40},
+        frames_per_video=4,
+        train_view='synthetic',
+        synthetic={'flip': 0.5},
     )
     return c
 

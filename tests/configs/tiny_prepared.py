@@ -1,7 +1,7 @@
 """The tiny classifier on a dataset prepared by `fdx prepare` (set config.data.dir); `arg` picks the data view."""
 
 from fdx import train
-from fdx.input import prepared_data_config
+from fdx.input import data_config
 from fdx.input.layouts import MODELS
 
 
@@ -17,12 +17,11 @@ def get_config(arg='frame'):
     c.model.dtype = 'float32'
     c.model.remat = False
     c.model.dropout_rate = 0.0
-    c.data = prepared_data_config(
-        name='dfdm', dir='', view=arg, quality='crf23', target='class_id', class_names=MODELS, size=32, frames=3
-    )
+    view = {'quality': 'crf23', 'size': 32, **({'frames': 3} if arg == 'clip' else {})}
+    c.data = data_config(name='dfdm', dir='', train_view=arg, target='class_id', class_names=MODELS, **{arg: view})
     return c
 
 
-def sweep(arg=None):
+def sweep(arg='frame'):
     for quality in ('crf0', 'crf10', 'crf23'):
-        yield {'data.quality': quality}
+        yield {f'data.{arg}.quality': quality}
