@@ -106,11 +106,11 @@ class Evaluator:
         return results
 
     def _fake_class_names(self) -> tuple[str, ...] | None:
-        """The dataset's class names when a binary task has several fake classes to report one by one."""
+        """The dataset's class names when a binary task's fakes come in named manipulations to report one by one."""
         if not self.binary:
             return None
         names = input_lib.dataset_class_names(self.config.data)
-        return names if len(names) > 2 else None
+        return None if tuple(names) == ('real', 'fake') else names
 
     def metrics(self, predictions: dict[str, np.ndarray], class_names: Sequence[str] | None) -> dict[str, Any]:
         eval_config = self.config.get('eval') or eval_config_defaults()

@@ -261,8 +261,14 @@ def test_dfdm_classes_qualities_and_video_split(dfdm):
     assert any('garbage_name' in p['item'] for p in manifest['problems'])
 
 
-def test_celebdf_and_nothing_usable(tmp_path):
-    manifest = run_prepare('celebdf', celebdf_tree(tmp_path / 'raw'), tmp_path / 'data')
+@pytest.fixture(scope='module')
+def celebdf(tmp_path_factory):
+    root = tmp_path_factory.mktemp('celebdf')
+    return run_prepare('celebdf', celebdf_tree(root / 'raw'), root / 'data'), root
+
+
+def test_celebdf_and_nothing_usable(celebdf, tmp_path):
+    manifest, _ = celebdf
     test = by_video(source(manifest, 'test'))
     assert set(test) == {'Celeb-real/id1_0001', 'Celeb-synthesis/id1_id0_0001'}
     assert test['Celeb-real/id1_0001'][0]['label'] == 0 and test['Celeb-synthesis/id1_id0_0001'][0]['label'] == 1
@@ -463,3 +469,33 @@ def test_quality_grid_and_cross_quality_table(dfdm, tmp_path, monkeypatch, capsy
     for line in pairs[2:]:
         cells = [float(c.split(' [')[0]) for c in line.strip('| ').split(' | ')[1:]]
         assert all(0 <= c <= 100 for c in cells) and len(cells) == 6
+
+
+def test_cross_dataset_rows_and_per_manipulation_metrics(ffpp, celebdf, tmp_path, monkeypatch, capsys):
+    """Train a tiny FF++ detector, evaluate it on FF++ and on Celeb-DF in one command: one row per dataset."""
+    monkeypatch.setenv('PYTHONPATH', str(Path(__file__).parent))
+    _, ffpp_root = ffpp
+    _, celebdf_root = celebdf
+    workdir = tmp_path / 'ffpp-run'
+    overrides = [
+        f'--config.data.dir={ffpp_root / "data"}',
+        '--config.data.name=ffpp',
+        '--config.data.target=label',
+        "--config.data.class_names=('real','fake')",
+        '--config.data.frame.quality=c23',
+        '--config.eval_splits=()',
+    ]
+    spec = f'{Path(__file__).parent}/configs/tiny_prepared.py:frame'
+    assert cli.main(['train', '--config', spec, *overrides, '--workdir', str(workdir)]) == 0
+    capsys.readouterr()
+    celebdf_set = [f'--set=celebdf:data.dir={celebdf_root / "data"}', '--set=celebdf:data.frame.quality=raw']
+    assert cli.main(['crosseval', '--workdir', str(workdir), '--datasets', 'ffpp,celebdf', *celebdf_set]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(' | ')[0].lstrip('| ') for line in out.split('\n\n')[0].splitlines()[2:]]
+    assert rows == ['ffpp→ffpp', 'ffpp→celebdf'] and 'Train × test (frame AUC, %)' in out
+    ffpp_metrics = json.loads((workdir / 'crosseval' / 'ffpp' / 'metrics_test.json').read_text())
+    celebdf_metrics = json.loads((workdir / 'crosseval' / 'celebdf' / 'metrics_test.json').read_text())
+    assert set(ffpp_metrics['frame']['per_manipulation']) == set(ffpp_metrics['video']['per_manipulation']) == {
+        'Deepfakes'
+    }
+    assert celebdf_metrics['frame']['n'] == 2 * FRAMES and 'per_manipulation' not in celebdf_metrics['frame']

@@ -284,3 +284,104 @@ def test_grid_runs_points_and_skips_finished(tmp_path, capsys, monkeypatch):
     assert [p['status'] for p in second['points']] == ['finished', 'finished']
     for point in first['points']:
         assert json.loads((Path(point['workdir']) / 'config.json').read_text())['total_steps'] == 4
+
+
+def _copy_run(reference_run: Path, destination: Path) -> Path:
+    import shutil
+
+    shutil.copytree(reference_run, destination)
+    return destination
+
+
+def _data_files(workdir: Path, step: int) -> list[Path]:
+    return sorted((workdir / 'checkpoints' / str(step) / 'state').glob('ocdbt.process_0/d/*'))
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'missing'])
+def test_broken_latest_checkpoint_falls_back(reference_run, tmp_path, capsys, damage):
+    workdir = _copy_run(reference_run, tmp_path / 'run')
+    (workdir / train.DONE_FILE).unlink()
+    for data in _data_files(workdir, 12):  # parameters and optimizer state alike
+        if damage == 'truncated':
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+        else:
+            data.unlink()
+    out = tmp_path / 'eval'
+    assert cli.main(['eval', '--workdir', str(workdir), '--out', str(out)]) == 0
+    err = capsys.readouterr().err
+    assert 'warning: checkpoint step 12 in' in err and 'is broken' in err and 'step 9: test/frame' in err
+    assert len(err.splitlines()) < 20
+    assert cli.main(['eval', '--workdir', str(workdir), '--step', '12']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'checkpoint step 12 is broken' in err[0]
+    config = config_lib.load_saved_config(workdir)
+    train.train(config, workdir)  # resumes from step 9, sets step 12 aside and saves it anew
+    err = capsys.readouterr().err
+    assert 'resumed from step 9' in err and (workdir / 'checkpoints' / 'broken_12').is_dir()
+    assert losses(workdir) == losses(reference_run)
+
+
+def test_selection_never_reads_test_unless_allowed(tmp_path, monkeypatch):
+    from fdx import evaluate
+
+    read = []
+    original = evaluate.Evaluator.predict_split
+    monkeypatch.setattr(
+        evaluate.Evaluator, 'predict_split', lambda self, v, split: read.append(split) or original(self, v, split)
+    )
+    config = tiny('--config.eval_splits=()', '--config.eval_every=4', '--config.select.split=val')
+    train.train(config, tmp_path / 'val')
+    assert read == ['val'] * 3 and json.loads((tmp_path / 'val' / 'best.json').read_text())['split'] == 'val'
+    with pytest.raises(ValueError, match="config.select.split='test': choosing a checkpoint on the test split"):
+        train.train(tiny('--config.select.split=test'), tmp_path / 'refused')
+    config = tiny('--config.eval_splits=()', '--config.select.split=test', '--config.select.allow_test=True')
+    train.train(config, tmp_path / 'allowed')
+    assert json.loads((tmp_path / 'allowed' / 'best.json').read_text())['selected_on_test'] is True
+    assert json.loads((tmp_path / 'allowed' / train.DONE_FILE).read_text())['best']['selected_on_test'] is True
+
+
+def test_rng_streams_are_derived_by_name():
+    from fdx import state
+
+    rng = jax.random.key(3)
+    two, three = state.stream_keys(rng, ('dropout', 'noise')), state.stream_keys(rng, ('mixing', 'dropout', 'noise'))
+    for name in ('dropout', 'noise'):
+        np.testing.assert_array_equal(jax.random.key_data(two[name]), jax.random.key_data(three[name]))
+    assert not np.array_equal(jax.random.key_data(three['mixing']), jax.random.key_data(three['noise']))
+
+
+def test_critic_schedule_counts_critic_updates(tmp_path):
+    config = tiny('--config.method=toy_methods:MeanGenerator', '--config.total_steps=12')
+    config.unlock()
+    config.loss.gp_weight = 10.0
+    config.critic_optim.update({'schedule': 'step', 'every_epochs': 1.0, 'factor': 0.1, 'lr': 0.01})
+    sys.path.insert(0, str(ROOT / 'tests'))
+    try:
+        train.train(config, tmp_path)
+    finally:
+        sys.path.remove(str(ROOT / 'tests'))
+    records = map(json.loads, (tmp_path / 'metrics.jsonl').open())
+    rates = {r['step']: r['lr/critic/default'] for r in records if 'lr/critic/default' in r}
+    # 8 steps per epoch (64 records, batch 8), 3 critic updates each: the rate drops after 24 critic updates
+    np.testing.assert_allclose([rates[s] for s in range(1, 13)], [0.01] * 8 + [0.001] * 4, rtol=1e-6)
+    counts = [int(x) for x in jax.tree.leaves(restored_state(tmp_path)['critic_opt_state']) if np.ndim(x) == 0]
+    assert 3 * 12 in counts
+
+
+def test_critic_can_train_on_the_methods_activations(tmp_path):
+    config = tiny('--config.method=toy_methods:SharedActivations', '--config.total_steps=30')
+    config.unlock()
+    config.loss.gp_weight = 10.0
+    config.optim.name = config.critic_optim.name = 'adam'
+    config.optim.lr, config.critic_optim.lr = 0.02, 0.02
+    sys.path.insert(0, str(ROOT / 'tests'))
+    try:
+        import toy_methods
+
+        toy_methods.MeanGenerator.samples = 0
+        train.train(config, tmp_path)
+        assert toy_methods.MeanGenerator.samples == 1  # traced once: the critic never re-runs the generator
+    finally:
+        sys.path.remove(str(ROOT / 'tests'))
+    state = restored_state(tmp_path)
+    assert np.linalg.norm(state['params']['mean']) > 0.1  # moved towards the real vectors

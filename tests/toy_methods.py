@@ -45,6 +45,7 @@ class MeanGenerator(Method):
     """Learns a 3-d mean so that generated vectors fool the critic (a toy adversarial setting)."""
 
     rng_streams = ('noise', 'mix')
+    samples = 0  # calls of `sample` (while tracing)
 
     def __init__(self, config):
         super().__init__(config)
@@ -52,6 +53,7 @@ class MeanGenerator(Method):
 
     @staticmethod
     def sample(params, n, rng):
+        MeanGenerator.samples += 1
         return params['mean'] + 0.1 * jax.random.normal(rng, (n, 3))
 
     def init(self, rng, batch):
@@ -64,3 +66,32 @@ class MeanGenerator(Method):
 
     def predict(self, variables, batch):
         return {'score': jnp.full(batch['image'].shape[:1], 0.5)}
+
+
+class ActivationsCritic(MeanCritic):
+    """`MeanCritic` on the generated vectors the generator's losses computed in the same step."""
+
+    takes_activations = True
+
+    def loss(self, critic_params, variables, batch, rngs, activations):
+        real = batch['image'].mean(axis=(1, 2)) + 1.0
+        score = lambda x: self.net.apply({'params': critic_params}, x)[:, 0]  # noqa: E731
+        mix = jax.random.uniform(rngs['mix'], (real.shape[0], 1))
+        between = mix * real + (1 - mix) * activations
+        grads = jax.vmap(jax.grad(lambda x: score(x[None])[0]))(between)
+        penalty = ((jnp.linalg.norm(grads, axis=-1) - 1) ** 2).mean()
+        wasserstein = score(real).mean() - score(activations).mean()
+        return -wasserstein + self.gp_weight * penalty, {'wasserstein': wasserstein}
+
+
+class SharedActivations(MeanGenerator):
+    """`MeanGenerator` whose critic trains on the vectors its losses generated."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.critic = ActivationsCritic(config.loss.gp_weight)
+
+    def losses(self, variables, batch, rngs, step, critic_params=None):
+        fake = self.sample(variables['params'], batch['image'].shape[0], rngs['noise'])
+        score = self.critic.net.apply({'params': critic_params}, fake)[:, 0]
+        return LossOutput({'adversarial': -score.mean()}, {}, {}, critic_inputs=fake)
