@@ -324,14 +324,24 @@ def test_broken_latest_checkpoint_falls_back(reference_run, tmp_path, capsys, da
 def test_selection_never_reads_test_unless_allowed(tmp_path, monkeypatch):
     from fdx import evaluate
 
-    read = []
+    read, evaluators = [], set()
     original = evaluate.Evaluator.predict_split
-    monkeypatch.setattr(
-        evaluate.Evaluator, 'predict_split', lambda self, v, split: read.append(split) or original(self, v, split)
-    )
-    config = tiny('--config.eval_splits=()', '--config.eval_every=4', '--config.select.split=val')
+
+    def spy(self, variables, split):
+        read.append(split)
+        evaluators.add(self)
+        return original(self, variables, split)
+
+    monkeypatch.setattr(evaluate.Evaluator, 'predict_split', spy)
+    config = tiny("--config.eval_splits=('test',)", '--config.eval_every=4', '--config.select.split=val')
     train.train(config, tmp_path / 'val')
-    assert read == ['val'] * 3 and json.loads((tmp_path / 'val' / 'best.json').read_text())['split'] == 'val'
+    assert read == ['test', 'val'] * 3 and json.loads((tmp_path / 'val' / 'best.json').read_text())['split'] == 'val'
+    (evaluator,) = evaluators
+    assert evaluator.predict_step._cache_size() == 1  # compiled once for six evaluations of two splits
+    read.clear()
+    config = tiny('--config.eval_splits=()', '--config.eval_every=4', '--config.select.split=val')
+    train.train(config, tmp_path / 'val-only')
+    assert read == ['val'] * 3
     with pytest.raises(ValueError, match="config.select.split='test': choosing a checkpoint on the test split"):
         train.train(tiny('--config.select.split=test'), tmp_path / 'refused')
     config = tiny('--config.eval_splits=()', '--config.select.split=test', '--config.select.allow_test=True')

@@ -285,6 +285,27 @@ def test_clip_frames_share_one_augmentation(records, index):
     assert all(np.allclose(frame[4, -4], red) and not np.allclose(frame[4, 3], red) for frame in mirrored['image'])
 
 
+def test_clip_code_options_flip_frames_independently_and_start_test_clips_at_random(records, index):
+    """DMA-STA's official code: torchvision flips each frame on its own; its test clips start at a random frame."""
+    source = views.ClipSource(records, index)
+    view = views.ClipView('c23', 32, augment=views.Augment(flip=0.5), frames=6, flip_per_frame=True)
+    plain = views.ClipView('c23', 32, frames=6)(source[0], np.random.default_rng(0))['image']
+
+    def mirrored(clip):
+        assert all(np.allclose(f, p) or np.allclose(f, p[:, ::-1]) for f, p in zip(clip, plain))
+        return [not np.allclose(f, p) for f, p in zip(clip, plain)]
+
+    patterns = {tuple(mirrored(view(source[0], np.random.default_rng(s))['image'])) for s in range(12)}
+    assert any(len(set(p)) == 2 for p in patterns)  # some clips mix mirrored and unmirrored frames
+    shared = views.ClipView('c23', 32, augment=views.Augment(flip=0.5), frames=6)
+    assert all(len(set(mirrored(shared(source[0], np.random.default_rng(s))['image']))) == 1 for s in range(12))
+    test = views.ClipView('c23', 32, augment=views.Augment(), frames=5, mode='consecutive', test_random_start=True)
+    evaluation = test.for_eval()
+    assert evaluation.random_start and evaluation.augment.flip == 0.0 and not test.random_start
+    starts = {int(evaluation(source[3], np.random.default_rng(s))['frame_index'][0]) for s in range(30)}
+    assert len(starts) > 1
+
+
 def test_clip_view_in_train_pipeline(records, index):
     view = views.ClipView('c23', 32, augment=views.Augment(), frames=4, mode='consecutive', random_start=True)
 
