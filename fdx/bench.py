@@ -446,13 +446,13 @@ def bench_input(args) -> dict[str, Any]:
         transform=input_lib.build_transform(data, 'train'),
     )
     start = time.perf_counter()
-    iterator = pipeline.make_loader(dataset, workers=args.workers, prefetch_buffer=args.prefetch)
-    first = next(iterator)
-    first_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(args.batches):
-        next(iterator)
-    seconds = time.perf_counter() - start
+    with pipeline.make_loader(dataset, workers=args.workers, prefetch_buffer=args.prefetch) as iterator:
+        first = next(iterator)
+        first_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            next(iterator)
+        seconds = time.perf_counter() - start
     images = sum(int(np.prod(first[k].shape[:-3])) for k in IMAGE_KEYS if k in first)
     return {
         'command': 'input',

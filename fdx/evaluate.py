@@ -80,13 +80,10 @@ class Evaluator:
     def predict_split(self, variables: dict, split: str) -> dict[str, np.ndarray]:
         """Eval-mode predictions, labels and per-example method metrics of every example of `split`, in order."""
         chunks = []
-        loader = pipeline.make_loader(self._dataset(split), workers=self.config.data.workers)
-        try:
+        with pipeline.make_loader(self._dataset(split), workers=self.config.data.workers) as loader:
             for local_batch in loader:
                 batch = sharding.global_batch(local_batch, self.mesh)
                 chunks.append(jax.device_get(self.predict_step(variables, batch)))
-        finally:
-            pipeline.close_loader(loader)
         out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         valid = out.pop('valid')
         order = np.argsort(out['index'][valid], kind='stable')

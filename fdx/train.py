@@ -104,8 +104,8 @@ def train_dataset(config) -> grain.IterDataset:
 def setup_for(config) -> state_lib.Setup:
     """The `Setup` of a config, with batch shapes taken from one training batch."""
     dataset = train_dataset(config)
-    loader = pipeline.make_loader(dataset, workers=0, prefetch_buffer=0)
-    example = next(loader)
+    with pipeline.make_loader(dataset, workers=0, prefetch_buffer=0) as loader:
+        example = next(loader)
     transform = input_lib.build_transform(config.data, 'train')
     steps_per_epoch = pipeline.steps_per_epoch(
         len(input_lib.build_source(config.data, 'train')), config.batch_size, transform.examples_per_item
@@ -254,7 +254,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
             bar.close()
             manager.wait_until_finished()
             writer.flush()
-            pipeline.close_loader(iterator)
+            iterator.close()
         steps_per_second = (total - start) / max(time.perf_counter() - started, 1e-9)
         final = evaluation(total, state, workdir / 'eval' / f'step_{total}')
     writer.close()

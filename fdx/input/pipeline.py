@@ -12,13 +12,23 @@ record sit next to each other in the batch.
 
 A pipeline is a `grain.MapDataset` with one local batch per element, so `mp_prefetch` workers each produce whole
 batches that are interleaved back in order, and an iterator's state is a few batch counters (JSON).
+
+`make_loader` returns a `Loader`: close it (or use it as a context manager) to stop its worker processes; one left
+open is closed at interpreter exit, and its workers end themselves within a second of their parent dying (SIGKILL).
 """
 
+import atexit
+import functools
+import os
 import sys
+import threading
+import time
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import grain
+import jax
 import numpy as np
 from absl import flags
 from grain.sources import RandomAccessDataSource as Source
@@ -204,25 +214,97 @@ def eval_dataset(
     return _batched(grain.MapDataset.range(num_steps * fn.local_batch_size).map(fn), fn.local_batch_size, examples)
 
 
-def make_loader(dataset: grain.IterDataset, *, workers: int = 0, prefetch_buffer: int = 2) -> grain.DatasetIterator:
-    """A checkpointable iterator over `dataset`, loading in `workers` processes (0: a background thread).
+_PARENT_POLL_S = 0.5
 
-    `prefetch_buffer` batches are read ahead (per worker). The iterator's `get_state()`/`set_state()` resume exactly
-    and it saves with `grain.checkpoint.CheckpointSave`; restore its state into an iterator made with the same
-    number of workers.
+
+def _watch_parent(parent_pid: int):
+    """Ends this worker process once its parent is gone (the worker is re-parented, so its parent pid changes).
+
+    Not PR_SET_PDEATHSIG: grain starts a worker from a prefetch thread, which ends (killing the worker) on `set_state`.
+    """
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
+
+
+def _exit_with_parent(parent_pid: int, worker_index: int, worker_count: int):
+    """grain `worker_init_fn`: starts the parent watchdog thread in the worker."""
+    del worker_index, worker_count
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name='fdx-parent-watchdog', daemon=True).start()
+
+
+def _close_if_alive(ref: weakref.ReferenceType):
+    """atexit hook of a `Loader` that may already be garbage."""
+    loader = ref()
+    if loader is not None:
+        loader.close()
+
+
+def _unlink_shared_memory(leaf: Any):
+    """Unlinks a worker's shared-memory array at once (the mapping stays valid), so no exit path leaks it."""
+    if isinstance(leaf, grain.multiprocessing.SharedMemoryArray):
+        leaf.shm.unlink()
+        leaf._unlink_on_del = False  # grain would unlink it again when the array is freed
+
+
+class Loader(grain.DatasetIterator):
+    """A checkpointable iterator over local batches; `close()` (or leaving a `with` block) stops its workers.
+
+    An open loader closes itself at interpreter exit, before multiprocessing terminates the workers, so that the
+    shared-memory batches buffered in this process are unlinked; the batches it returns are unlinked already.
+    """
+
+    def __init__(self, iterator: grain.DatasetIterator):
+        super().__init__()
+        self._iterator = iterator
+        self._atexit = functools.partial(_close_if_alive, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    def __next__(self) -> Record:
+        self._assert_not_closed()
+        batch = next(self._iterator)
+        for leaf in jax.tree.leaves(batch):
+            _unlink_shared_memory(leaf)
+        return batch
+
+    def get_state(self) -> dict[str, Any]:
+        return self._iterator.get_state()
+
+    def set_state(self, state: dict[str, Any]):
+        self._iterator.set_state(state)
+
+    def close(self):
+        """Stops prefetching, ends the workers and unlinks the batches they had buffered; idempotent.
+
+        The loader is unusable afterwards; the batches it returned stay valid.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+        self._iterator.close()
+        # Free the grain iterators now: they close again when freed, which fails once modules are torn down.
+        self._iterator = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def make_loader(dataset: grain.IterDataset, *, workers: int = 0, prefetch_buffer: int = 2) -> Loader:
+    """A checkpointable `Loader` over `dataset`, loading in `workers` processes (0: a background thread).
+
+    `prefetch_buffer` batches are read ahead (per worker). The loader's `get_state()`/`set_state()` resume exactly
+    and it saves with `grain.checkpoint.CheckpointSave`; restore its state into a loader made with the same number
+    of workers. Close it when done.
     """
     if workers > 0:
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()  # worker processes read absl flags
         options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=prefetch_buffer)
-        dataset = dataset.mp_prefetch(options)
+        dataset = dataset.mp_prefetch(options, worker_init_fn=functools.partial(_exit_with_parent, os.getpid()))
     elif prefetch_buffer > 0:
         dataset = grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=prefetch_buffer)
-    return iter(dataset)
-
-
-def close_loader(loader) -> None:
-    """Stops a loader of `make_loader` (its prefetch thread or worker processes)."""
-    close = getattr(loader, 'close', None)
-    if close is not None:
-        close()
+    return Loader(iter(dataset))
