@@ -110,7 +110,7 @@ def _dotted_keys(config: ConfigDict, prefix: str = "") -> Iterator[str]:
             yield from _dotted_keys(value, f"{prefix}{key}.")
 
 
-def _parent_and_leaf(config: ConfigDict, key: str) -> tuple[ConfigDict, str]:
+def resolve_key(config: ConfigDict, key: str) -> tuple[ConfigDict, str]:
     """Resolves a dotted key to (containing ConfigDict, last component)."""
     *path, leaf = key.split(".")
     parent = config
@@ -185,7 +185,7 @@ def apply_overrides(config: ConfigDict, overrides: Mapping[str, Any] | Sequence[
     """
     config = copy.deepcopy(config)
     for key, value, from_text in _normalize(overrides):
-        parent, leaf = _parent_and_leaf(config, key)
+        parent, leaf = resolve_key(config, key)
         field_type = parent.get_type(leaf)
         try:
             if field_type is ConfigDict:

@@ -27,9 +27,9 @@ from fdx.grid import DONE_FILE
 
 
 def _value(config, key: str):
-    for part in key.split('.'):
-        config = config[part]
-    return config
+    """`config` at the dotted `key` (an unknown key is an error naming the closest ones)."""
+    parent, leaf = config_lib.resolve_key(config, key)
+    return parent[leaf]
 
 
 def _pct(value: float) -> str:
