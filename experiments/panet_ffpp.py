@@ -18,6 +18,8 @@ Not stated in the paper, taken from RECCE's code: the step schedule halves the r
 graph reasoning, guided attention, head), all four FF++ manipulations against the reals (no class balancing), the
 ImageNet Xception encoder. The attention sites are ours: EMAM on the encoder output, SCAM after the guided attention
 (`model.ema_after`, `model.scam_after`). The Xception row is the `classifier` method with the same optimiser and data.
+`model.scam_spatial_batch_norm` (default False, the CBAM paper) adds the official CBAM code's BN after SCAM's 7x7
+spatial convolution; neither `code` (RECCE has no CBAM) nor PANet (no public code) sets it.
 """
 
 from typing import Any
@@ -102,6 +104,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             'scam_after': 'guided_attention',
             'ema_groups': 8,
             'scam_reduction': 16,
+            'scam_spatial_batch_norm': False,  # the CBAM code: True
             'dtype': 'float32',
             'remat': False,  # classifier variant
         }
