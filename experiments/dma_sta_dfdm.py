@@ -28,6 +28,18 @@ Checkpoint selection: DFDM is released without a validation split and the offici
 *test* accuracy. fdx holds out 10% of each class's training videos as `val` (`data.val_from_train = 0.1`, seeded by
 `data.seed`), evaluates it every 10 epochs and keeps the best clip accuracy (`select`, `fdx eval --step best`); the
 test split is never read for selection unless `select_on_test` asks for the official protocol.
+
+Model options of the `dma_sta` method (the score-fusion rows ignore them; `code` switches all three on):
+    model.frame_batch_norm         'clip' (default: one BN batch of B·T frames, one running-statistics update per
+                                   step) | 'per_frame' (the code's frame loop: BN over the B clips per frame index,
+                                   T updates per step); evaluation is the same either way
+    model.conv_init                'lecun_normal' (default, fdx's: truncated normal of variance 1 / fan_in) |
+                                   'he_normal_fan_out' (the code: N(0, 2 / fan_out) for every convolution, SAM's
+                                   included); with `init` it only affects what the checkpoint does not cover
+    model.cbam_spatial_batch_norm  False (default: the CBAM paper) | True (the CBAM code's BN after the spatial
+                                   gate's 7x7 convolution); the cbam variant only, DMA-STA's SAM has none. The
+                                   DMA-STA release has no CBAM: `code` assumes Table 3's row ran the CBAM code's
+                                   module
 """
 
 from typing import Any
@@ -74,7 +86,11 @@ def _code(c: ml_collections.ConfigDict) -> None:
     test), each frame flipped independently, Resize 256 → CenterCrop 224, its DFDM statistics, 299 epochs
     (`range(1, 300)`). Its optimizer is rebuilt every epoch at
     max(lr / 10, 1e-4) with lr 0.01 ÷10 at epochs 40, 80, 120 (1-based): 1e-3 for 39 epochs, then 1e-4. The
-    momentum reset of each rebuild is not reproduced."""
+    momentum reset of each rebuild is not reproduced. Model: the backbone runs frame by frame (per-frame-index batch
+    norm), He-normal fan-out convolutions, and the cbam variant takes the official CBAM code's spatial-gate BN."""
+    c.model.frame_batch_norm = 'per_frame'
+    c.model.conv_init = 'he_normal_fan_out'
+    c.model.cbam_spatial_batch_norm = True
     c.batch_size = 20
     c.num_epochs = 299
     c.optim.lr = 1e-3
@@ -131,6 +147,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             'backbone_kwargs': {'stage_sizes': (3, 4, 6, 3), 'width': 64},
             'backbone_attention': 'spatial',  # spatial (SAM) | cbam | none
             'frame_fusion': 'temporal_attention',  # temporal_attention | average | frame_attention
+            'frame_batch_norm': 'clip',  # clip | per_frame (the code)
+            'conv_init': 'lecun_normal',  # lecun_normal | he_normal_fan_out (the code)
+            'cbam_spatial_batch_norm': False,  # the CBAM code: True
             'dtype': 'float32',
             'remat': False,
             'dropout_rate': 0.0,  # classifier variants

@@ -20,6 +20,8 @@ ImageNet Xception encoder. The attention sites are ours: EMAM on the encoder out
 (`model.ema_after`, `model.scam_after`). The Xception row is the `classifier` method with the same optimiser and data.
 Checkpoint selection (not stated in either paper): FF++'s val split is evaluated every epoch and the checkpoint of the
 best frame AUC is kept (`select`; `fdx eval --step best`); the test split is only ever evaluated.
+`model.scam_spatial_batch_norm` (default False, the CBAM paper) adds the official CBAM code's BN after SCAM's 7x7
+spatial convolution; neither `code` (RECCE has no CBAM) nor PANet (no public code) sets it.
 """
 
 from typing import Any
@@ -107,6 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             'scam_after': 'guided_attention',
             'ema_groups': 8,
             'scam_reduction': 16,
+            'scam_spatial_batch_norm': False,  # the CBAM code: True
             'dtype': 'float32',
             'remat': False,  # classifier variant
         }

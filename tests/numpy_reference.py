@@ -9,8 +9,9 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def spatial_numpy(x, kernel):
-    """CBAM eq. 3 / DMA-STA eq. 1-2 written out: 7x7 cross-correlation, zero padding 3, over [mean_c; max_c]."""
+def spatial_logits_numpy(x, kernel):
+    """The [N, H, W] logits of CBAM eq. 3 / DMA-STA eq. 1: 7x7 cross-correlation, zero padding 3, over
+    [mean_c; max_c]."""
     pooled = np.concatenate([x.mean(-1, keepdims=True), x.max(-1, keepdims=True)], -1)
     padded = np.pad(pooled, ((0, 0), (3, 3), (3, 3), (0, 0)))
     n, h, w, _ = x.shape
@@ -18,6 +19,15 @@ def spatial_numpy(x, kernel):
     for i in range(h):
         for j in range(w):
             logits[:, i, j] = np.einsum('nabc,abc->n', padded[:, i : i + 7, j : j + 7], kernel[..., 0])
+    return logits
+
+
+def spatial_numpy(x, kernel, normalise=None):
+    """CBAM eq. 3 / DMA-STA eq. 1-2 written out; `normalise` maps the logits before the sigmoid (the CBAM code's
+    batch norm)."""
+    logits = spatial_logits_numpy(x, kernel)
+    if normalise is not None:
+        logits = normalise(logits)
     return x * sigmoid(logits)[..., None]
 
 

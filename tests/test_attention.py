@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpy_reference import channel_numpy, ema_numpy, filled, numpy_params, spatial_numpy
+from numpy_reference import channel_numpy, ema_numpy, filled, numpy_params, spatial_logits_numpy, spatial_numpy
 
 from fdx.models.attention import CBAM, ChannelAttention, EfficientMultiScaleAttention, SpatialAttention
 
@@ -40,6 +40,39 @@ def test_cbam_is_channel_then_spatial():
     p = numpy_params(variables)
     expected = spatial_numpy(channel_numpy(x.astype(np.float64), p['channel']), p['spatial']['conv']['kernel'])
     np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cbam_spatial_batch_norm_is_the_cbam_codes():
+    """`spatial_batch_norm`: BN(1) between the spatial gate's 7x7 convolution and its sigmoid (the CBAM code), running
+    statistics in evaluation, batch statistics over (N, H, W) in training with PyTorch momentum 0.01."""
+    x = np.random.default_rng(8).standard_normal((2, 5, 6, 32)).astype(np.float32)
+    module = CBAM(spatial_batch_norm=True)
+    variables = filled(module.init, x, seed=9)
+    assert jax.tree.map(jnp.shape, variables['params']['spatial']) == {
+        'conv': {'kernel': (7, 7, 2, 1)},
+        'bn': {'scale': (1,), 'bias': (1,)},
+    }
+    assert jax.tree.map(jnp.shape, variables['batch_stats']) == {'spatial': {'bn': {'mean': (1,), 'var': (1,)}}}
+    variables['params']['spatial']['bn'] = {'scale': jnp.array([1.5]), 'bias': jnp.array([-0.3])}
+    variables['batch_stats']['spatial']['bn'] = {'mean': jnp.array([0.2]), 'var': jnp.array([2.0])}
+    p = numpy_params(variables)
+    gated = channel_numpy(x.astype(np.float64), p['channel'])
+    kernel = p['spatial']['conv']['kernel']
+
+    def bn(mean, var):
+        return lambda logits: (logits - mean) / np.sqrt(var + 1e-5) * 1.5 - 0.3
+
+    expected = spatial_numpy(gated, kernel, bn(0.2, 2.0))
+    np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+    out, state = module.apply(variables, x, True, mutable=['batch_stats'])
+    logits = spatial_logits_numpy(gated, kernel)
+    mean, var = logits.mean(), logits.var()  # over (N, H, W); the running variance takes the biased one
+    np.testing.assert_allclose(out, spatial_numpy(gated, kernel, bn(mean, var)), rtol=1e-5, atol=1e-6)
+    stats = state['batch_stats']['spatial']['bn']
+    np.testing.assert_allclose(stats['mean'], [0.99 * 0.2 + 0.01 * mean], rtol=1e-5)
+    np.testing.assert_allclose(stats['var'], [0.99 * 2.0 + 0.01 * var], rtol=1e-5)
+    assert 'batch_stats' not in jax.eval_shape(CBAM().init, jax.random.key(0), x)  # the paper's gate: no BN
 
 
 @pytest.mark.parametrize('groups, channels', [(2, 8), (4, 12), (1, 6)])

@@ -84,7 +84,7 @@ def test_xception_bad_layer_range():
 def test_resnet_block_attention_sits_after_bn3_before_the_residual_add():
     class ZeroGate(nn.Module):
         @nn.compact
-        def __call__(self, y):
+        def __call__(self, y, train):
             return y * self.param('gate', nn.initializers.zeros, ())
 
     block = Bottleneck(width=4, stride=2, block_attention=ZeroGate)

@@ -1,5 +1,6 @@
 """DMA-STA: eq. 5 by hand, shapes and size, the config and a training step of each variant."""
 
+import functools
 from pathlib import Path
 
 import jax
@@ -13,11 +14,13 @@ from fdx import grid, methods, optim
 from fdx.config import load_config
 from fdx.input.layouts import MODELS
 from fdx.models import pretrained
+from fdx.models.attention import SpatialAttention
 from fdx.models.dma_sta import DmaSta, FrameAttention, TemporalAttention, weighted_mean
 from fdx.models.resnet import ResNet
 
 CONFIG = str(Path(__file__).resolve().parents[1] / 'experiments' / 'dma_sta_dfdm.py')
 MINI_BACKBONE = {'stage_sizes': (1, 1), 'width': 4}  # two bottlenecks
+ONE_BLOCK = {'stage_sizes': (1,), 'width': 4}  # one bottleneck
 
 
 # Eq. 3-5 on a hand-made input: 4 frames of 3 channels; the mean over channels is s = [2, 5, 1, 2].
@@ -80,6 +83,90 @@ def test_output_shapes(fusion):
     np.testing.assert_allclose(features['fused'], features['frame_features'][:, 0], rtol=1e-5, atol=1e-6)
 
 
+def stem_conv_numpy(x, kernel):
+    """The ResNet stem's 7x7 stride-2 convolution with zero padding 3 written out, [N, H, W, 3] → [N, H/2, W/2, C]."""
+    padded = np.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    h, w = x.shape[1] // 2, x.shape[2] // 2
+    return sum(padded[:, i : i + 2 * h : 2, j : j + 2 * w : 2] @ kernel[i, j] for i in range(7) for j in range(7))
+
+
+def test_per_frame_batch_norm_normalises_each_frame_index_and_updates_t_times():
+    """'per_frame' (the official code's frame loop): in training, frame t is normalised over the B clips' frames t and
+    every running statistic takes T updates m ← 0.9 m + 0.1 μ_t in frame order; evaluation is the same computation as
+    'clip'."""
+    batch, frames = 3, 4
+    clips = np.random.default_rng(8).standard_normal((batch, frames, 32, 32, 3)).astype(np.float32) + 0.5
+    model = DmaSta(frame_batch_norm='per_frame', **ONE_BLOCK)
+    variables = filled(model.init, clips)
+    variables['batch_stats'] = jax.tree.map(lambda a: a + 0.5, variables['batch_stats'])  # non-zero start
+    train = functools.partial(model.apply, train=True, mutable=['batch_stats'])
+    (_, features), state = jax.jit(train)(variables, clips)
+    initial, final = variables['batch_stats']['backbone'], state['batch_stats']['backbone']
+
+    # The stem's BN by hand: μ_t, σ²_t (biased) of conv1 over the B clips' frames t, applied in frame order.
+    frames_flat = clips.reshape(batch * frames, *clips.shape[2:]).astype(np.float64)
+    stem = stem_conv_numpy(frames_flat, numpy_params(variables)['backbone']['conv1']['kernel'])
+    stem = stem.reshape(batch, frames, -1, stem.shape[-1])  # [B, T, H·W, C]
+    mean, var = np.full(stem.shape[-1], 0.5), np.full(stem.shape[-1], 1.5)
+    for t in range(frames):
+        mean = 0.9 * mean + 0.1 * stem[:, t].mean((0, 1))
+        var = 0.9 * var + 0.1 * stem[:, t].var((0, 1))
+    np.testing.assert_allclose(final['bn1']['mean'], mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(final['bn1']['var'], var, rtol=1e-4, atol=1e-5)
+    one_update = 0.9 * 0.5 + 0.1 * stem.mean((0, 1, 2))  # 'clip': one update over the B·T frames
+    assert np.abs(one_update - mean).max() > 0.1
+
+    # Every BN: the backbone on each frame index alone (vmap over T, each a BN batch of B frames, one update each).
+    backbone = ResNet(num_classes=0, block_attention=SpatialAttention, **ONE_BLOCK)
+
+    def one_frame_index(frames_t):
+        (pooled, _), stats = backbone.apply(
+            {'params': variables['params']['backbone'], 'batch_stats': initial}, frames_t, True, mutable=['batch_stats']
+        )
+        return pooled, stats['batch_stats']
+
+    pooled, single = jax.jit(jax.vmap(one_frame_index, in_axes=1))(clips)
+    np.testing.assert_allclose(features['frame_features'], pooled.transpose(1, 0, 2), rtol=1e-4, atol=1e-5)
+
+    def in_sequence(start, updates):  # μ_t = (one update from `start` − 0.9 start) / 0.1, then T updates in order
+        start, m = np.asarray(start, np.float64), np.asarray(start, np.float64)
+        for update in np.asarray(updates, np.float64):
+            m = 0.9 * m + (update - 0.9 * start)
+        return m
+
+    expected = jax.tree.map(in_sequence, initial, single)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), final, expected)
+
+    def evaluation(m):
+        return str(jax.make_jaxpr(functools.partial(m.apply, train=False))(variables, clips))
+
+    assert evaluation(model) == evaluation(DmaSta(**ONE_BLOCK))
+
+
+def test_he_normal_fan_out_initialises_every_convolution():
+    """`conv_init='he_normal_fan_out'` (the official code): every kernel of the backbone and its SAMs is drawn from
+    N(0, 2 / fan_out), fan_out = kh·kw·out_channels, untruncated; fdx's default is flax's truncated LeCun normal
+    (variance 1 / fan_in)."""
+    model = DmaSta(conv_init='he_normal_fan_out', **ONE_BLOCK)
+    params = jax.jit(model.init)(jax.random.key(0, impl='rbg'), jnp.zeros((1, 1, 32, 32, 3)))['params']
+    flat = traverse_util.flatten_dict(params['backbone'], sep='/')
+    kernels = {k: np.asarray(v) for k, v in flat.items() if k.endswith('/kernel')}
+    assert len(kernels) == 1 + 5  # stem + one bottleneck's 4 convolutions and SAM
+    scores = []
+    for name, kernel in kernels.items():
+        kh, kw, fan_in, out = kernel.shape
+        he, lecun = np.sqrt(2 / (kh * kw * out)), np.sqrt(1 / (kh * kw * fan_in))
+        ratio, tolerance = kernel.std() / he, 4 / np.sqrt(2 * kernel.size)  # 4 standard errors of a sample std
+        assert abs(ratio - 1) < tolerance, (name, ratio)
+        if kernel.size >= 98 and abs(he / lecun - 1) > 2 * tolerance:  # the default init would fail these
+            assert abs(kernel.std() / lecun - 1) > tolerance, name
+        scores.append(kernel.ravel() / he)
+    scores = np.concatenate(scores)
+    assert abs(scores.std() - 1) < 4 / np.sqrt(2 * scores.size) and abs(scores.mean()) < 4 / np.sqrt(scores.size)
+    assert np.abs(scores).max() > 2.5  # a normal, not flax's normal truncated at ±2 (±2.28 σ)
+    assert kernels['layer1/block0/attention/conv/kernel'].shape == (7, 7, 2, 1)  # SAM's 7x7 included
+
+
 def count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
@@ -112,8 +199,12 @@ def test_config_defaults_are_the_papers():
     lrs = [float(schedule(151 * epoch)) for epoch in (0, 39, 40, 80, 120, 299)]
     np.testing.assert_allclose(lrs, [1e-2, 1e-2, 1e-3, 1e-4, 1e-4, 1e-4], rtol=1e-6)
 
+    model_options = ('frame_batch_norm', 'conv_init', 'cbam_spatial_batch_norm')
+    assert tuple(c.model[k] for k in model_options) == ('clip', 'lecun_normal', False)
+
     code = load_config(f'{CONFIG}:code')
     assert (code.batch_size, code.num_epochs, code.optim.lr, code.data.normalisation) == (20, 299, 1e-3, 'dma_sta_code')
+    assert tuple(code.model[k] for k in model_options) == ('per_frame', 'he_normal_fan_out', True)
     assert code.data.clip_mode == 'consecutive' and code.data.random_start and code.data.resize_then_center_crop
     schedule = optim.make_schedule(code.optim, steps_per_epoch=76)
     lrs = [float(schedule(76 * epoch)) for epoch in (0, 38, 39, 298)]
@@ -173,6 +264,29 @@ def test_sweeps_and_init_paths():
             fresh = variables['params']['backbone']['layer1']['block0']['attention']
             kept = trunk['layer1']['block0']['attention']
             assert jax.tree.all(jax.tree.map(np.array_equal, kept, fresh))
+
+
+def test_code_model_options_reach_the_training_step():
+    """`code` on the cbam variant: per-frame BN, He init and the CBAM code's spatial-gate BN, whose batch statistics
+    the training step returns; unknown option values are errors."""
+    method = methods.build(mini_config('mini,code,variant=cbam'))
+    model = method.model
+    assert (model.frame_batch_norm, model.conv_init, model.cbam_spatial_batch_norm) == (
+        'per_frame',
+        'he_normal_fan_out',
+        True,
+    )
+    batch = {'image': jnp.zeros((2, 4, 32, 32, 3)), 'label': jnp.zeros(2, jnp.int32)}
+    variables = jax.eval_shape(method.init, jax.random.key(0), batch)
+    state = jax.eval_shape(lambda v: method.losses(v, batch, {}, 0).state, variables)
+    stats = traverse_util.flatten_dict(state['batch_stats'], sep='/')
+    assert set(stats) == set(traverse_util.flatten_dict(variables['batch_stats'], sep='/'))
+    assert stats['backbone/layer2/block0/attention/spatial/bn/mean'].shape == (1,)
+    gate = variables['params']['backbone']['layer2']['block0']['attention']['spatial']['bn']
+    assert jax.tree.map(jnp.shape, gate) == {'scale': (1,), 'bias': (1,)}
+    for key, value in (('frame_batch_norm', 'frame'), ('conv_init', 'he')):
+        with pytest.raises(ValueError, match=f'{key}: unknown'):
+            jax.eval_shape(DmaSta(**{key: value}, **MINI_BACKBONE).init, jax.random.key(0), batch['image'])
 
 
 @pytest.mark.parametrize('variant', VARIANTS)

@@ -1,9 +1,11 @@
 """PANet / RECCE: parameter counts and shapes at 299, the losses of eq. 9-11 by hand, RECCE's module details, the
 config's paper values, and the `mini` config end to end on the tiny `fdx synth` FF++ tree (train, eval, grid PNG)."""
 
+import functools
 import json
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ from fdx import cli, grid, methods
 from fdx.config import apply_overrides, load_config
 from fdx.methods.panet import cosine_distances, metric_loss, reconstruction_loss
 from fdx.models import pretrained
+from fdx.models.attention import CBAM
 from fdx.models.layers import resize_bilinear_align_corners
 from fdx.models.panet import GraphReasoning, Recce
 from fdx.models.xception import Xception
@@ -164,8 +167,10 @@ def test_config_defaults_are_the_papers():
     assert (c.batch_size, c.num_epochs, c.data.size, c.data.normalisation) == (32, 40, 299, 'xception')
     assert (c.data.name, c.data.quality, c.data.view, c.data.flip) == ('ffpp', 'c23', 'frame', 0.5)
     assert (c.loss.reconstruction_weight, c.loss.metric_weight, c.loss.flooding) == (0.1, 0.1, 0.0)
+    assert not c.model.scam_spatial_batch_norm  # the CBAM paper's spatial gate
     code = load_config(f'{CONFIG}:code,quality=c40,variant=recce')
     assert (code.loss.flooding, code.loss.metric_form, code.model.noise_std) == (0.04, 'hinge', 1e-6)
+    assert not code.model.scam_spatial_batch_norm
     assert tuple(code.loss.metric_features) == ('block4', 'decoder2', 'decoder4')
     assert (code.total_steps, code.optim.every_steps, code.data.quality, code.model.ema_after) == (
         90_000,
@@ -237,6 +242,28 @@ def test_imagenet_xception_initialises_every_variant():
             same = jax.tree.map(np.array_equal, grafted['params'][name], source['params'][name])
             assert all(jax.tree.leaves(same)), (variant, name)
         assert grafted['params']['head']['kernel'].shape == (256, 1)  # fresh binary head
+
+
+def test_scam_spatial_batch_norm_is_an_option():
+    """`model.scam_spatial_batch_norm` puts the CBAM code's BN in SCAM's spatial gate, called in training mode when the
+    model is (its numbers: test_attention.py). Off by default (`test_full_size_parameter_counts_and_shapes`)."""
+    config = apply_overrides(
+        load_config(f'{CONFIG}:mini'), {'model.scam_spatial_batch_norm': True, 'model.backbone_kwargs.width': 0.125}
+    )
+    model = methods.build(config).model
+    modes = []
+
+    def record(call, args, kwargs, context):
+        if isinstance(context.module, CBAM) and context.method_name == '__call__':
+            modes.append(args[1])
+        return call(*args, **kwargs)
+
+    rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+    with nn.intercept_methods(record):
+        variables = jax.eval_shape(functools.partial(model.init, train=True), rngs, jnp.zeros((2, 64, 64, 3)))
+    assert modes == [True]
+    assert jax.tree.map(jnp.shape, variables['batch_stats']['scam']) == {'spatial': {'bn': {'mean': (1,), 'var': (1,)}}}
+    assert jax.tree.map(jnp.shape, variables['params']['scam']['spatial']['bn']) == {'scale': (1,), 'bias': (1,)}
 
 
 def test_graph_reasoning_matches_recce_loop():

@@ -14,8 +14,10 @@ from fdx.models.dma_sta import DmaSta as DmaStaModel
 
 class DmaSta(Method):
     """config.model: `backbone` ('resnet'), `backbone_kwargs` (stage_sizes, width), `backbone_attention`
-    ('spatial' | 'cbam' | 'none'), `frame_fusion` ('temporal_attention' | 'average' | 'frame_attention'), `dtype`,
-    `remat`. Batches: `image` [B, T, H, W, 3], `label` = the class index."""
+    ('spatial' | 'cbam' | 'none'), `frame_fusion` ('temporal_attention' | 'average' | 'frame_attention'),
+    `frame_batch_norm` ('clip' | 'per_frame'), `conv_init` ('lecun_normal' | 'he_normal_fan_out'),
+    `cbam_spatial_batch_norm`, `dtype`, `remat` (see `fdx.models.dma_sta`). Batches: `image` [B, T, H, W, 3],
+    `label` = the class index."""
 
     task = 'multiclass'
     rng_streams = ()
@@ -32,6 +34,9 @@ class DmaSta(Method):
             backbone_attention=None if model.backbone_attention == 'none' else model.backbone_attention,
             remat=model.remat,
             dtype=jnp.dtype(model.dtype),
+            frame_batch_norm=model.frame_batch_norm,
+            conv_init=model.conv_init,
+            cbam_spatial_batch_norm=model.cbam_spatial_batch_norm,
             **dict(model.backbone_kwargs),
         )
 

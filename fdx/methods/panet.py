@@ -60,8 +60,9 @@ def site_channels(site: str, width: float) -> int:
 class Panet(Method):
     """config.model: `backbone` ('xception'), `backbone_kwargs` (`width`), `dropout_rate`, `noise_std`,
     `noise_fraction`, `ema_after`, `scam_after` (sites of `fdx.models.panet.SITES`; both empty = RECCE),
-    `ema_groups`, `scam_reduction`, `dtype`. config.loss: `reconstruction_weight` (λ1), `metric_weight` (λ2),
-    `metric_features`, `metric_form`, `flooding`. Batches: `image` [B, H, W, 3] in [-1, 1], `label` (1 = fake)."""
+    `ema_groups`, `scam_reduction`, `scam_spatial_batch_norm` (the CBAM code's BN in SCAM's spatial gate), `dtype`.
+    config.loss: `reconstruction_weight` (λ1), `metric_weight` (λ2), `metric_features`, `metric_form`, `flooding`.
+    Batches: `image` [B, H, W, 3] in [-1, 1], `label` (1 = fake)."""
 
     rng_streams = ('dropout', 'noise')
 
@@ -95,6 +96,7 @@ class Panet(Method):
             scam_after=model.scam_after,
             ema_groups=model.ema_groups,
             scam_reduction=model.scam_reduction,
+            scam_spatial_batch_norm=model.scam_spatial_batch_norm,
             dtype=jnp.dtype(model.dtype),
         )
 

@@ -1,12 +1,14 @@
 """Attention modules, NHWC: CBAM (Woo et al. 2018) and its branches, and EMA (Ouyang et al. 2023).
 
 Each module maps a feature map `x` [..., H, W, C] to `x` reweighted by its attention map, so its constructor can be
-passed as a ResNet's `block_attention` (DMA-STA's SAM in every bottleneck, the CBAM baseline) or placed in any
-backbone (PANet's EMAM and SCAM, the latter being `CBAM`).
+passed as a ResNet's `block_attention` (DMA-STA's SAM in every bottleneck, the CBAM baseline; called as
+`module(x, train)`) or placed in any backbone (PANet's EMAM and SCAM, the latter being `CBAM`).
 
 Choices where the CBAM paper and its official code differ (we follow the paper's equations where they are explicit):
-- the spatial branch pools `[mean_c; max_c]` (CBAM eq. 3, DMA-STA eq. 1 and the DMA-STA code) and has no BatchNorm
-  after its 7x7 convolution (the paper and the DMA-STA code; the CBAM code adds BN(1) and pools `[max; mean]`);
+- the spatial branch pools `[mean_c; max_c]` (CBAM eq. 3, DMA-STA eq. 1 and the DMA-STA code; the CBAM code pools
+  `[max; mean]`) and has no BatchNorm after its 7x7 convolution (the paper and the DMA-STA code's SAM); the CBAM
+  code's BN(1) after it (eps 1e-5, PyTorch momentum 0.01) is `CBAM(spatial_batch_norm=True)`. Its scale starts at 1
+  (PyTorch's default; the CBAM code's ImageNet ResNet zeroes it, which is not reproduced);
 - the channel MLP has biases (the CBAM code's `nn.Linear` defaults; the paper's eq. 2 writes only weights W0, W1).
 """
 
@@ -16,19 +18,30 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fdx.models.layers import conv, dense
+from fdx.models.layers import batch_norm, conv, dense
+
+CBAM_CODE_BN_MOMENTUM = 0.01  # the CBAM code's BasicConv: BatchNorm2d(momentum=0.01)
 
 
 class SpatialAttention(nn.Module):
-    """SAM (DMA-STA eq. 1-2, CBAM eq. 3): x · σ(conv7x7([mean_c(x); max_c(x)])), a 2→1 conv with padding 3, no bias."""
+    """SAM (DMA-STA eq. 1-2, CBAM eq. 3): x · σ(conv7x7([mean_c(x); max_c(x)])), a 2→1 conv with padding 3, no bias.
+
+    `use_batch_norm`: the CBAM code's BN between the convolution and the sigmoid (`bn`; batch statistics when `train`).
+    `conv_init`: the kernel initialiser (`fdx.models.layers.CONV_INITS`).
+    """
 
     kernel: int = 7
     dtype: Any = jnp.float32
+    use_batch_norm: bool = False
+    conv_init: str = 'lecun_normal'
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         pooled = jnp.concatenate([x.mean(-1, keepdims=True), x.max(-1, keepdims=True)], axis=-1)
-        logits = conv(1, self.kernel, padding=self.kernel // 2, dtype=self.dtype, name='conv')(pooled)
+        conv_layer = conv(1, self.kernel, padding=self.kernel // 2, init=self.conv_init, dtype=self.dtype, name='conv')
+        logits = conv_layer(pooled)
+        if self.use_batch_norm:
+            logits = batch_norm(train, self.dtype, 'bn', CBAM_CODE_BN_MOMENTUM)(logits)
         return x * nn.sigmoid(logits)
 
 
@@ -53,16 +66,22 @@ class ChannelAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    """CBAM eq. 1: channel attention, then spatial attention on its output."""
+    """CBAM eq. 1: channel attention, then spatial attention on its output (`spatial_batch_norm`: the CBAM code's
+    BN in the spatial gate; `conv_init`: its 7x7 convolution's initialiser)."""
 
     reduction: int = 16
     use_bias: bool = True
     dtype: Any = jnp.float32
+    spatial_batch_norm: bool = False
+    conv_init: str = 'lecun_normal'
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = ChannelAttention(self.reduction, self.use_bias, self.dtype, name='channel')(x)
-        return SpatialAttention(dtype=self.dtype, name='spatial')(x)
+        spatial = SpatialAttention(
+            dtype=self.dtype, use_batch_norm=self.spatial_batch_norm, conv_init=self.conv_init, name='spatial'
+        )
+        return spatial(x, train)
 
 
 def ema_groups_error(channels: int, groups: int) -> str | None:

@@ -13,6 +13,18 @@ Frame fusions (the rows of Table 3):
   frame's own feature (Dense C → 1), fused as Σ α_i f_i / Σ α_i; as in FAN's official code (sigmoid weights
   normalised by their sum, not a softmax), without FAN's dropout and relation-attention stage, which DMA-STA
   does not mention.
+
+Batch norm in training (`frame_batch_norm`; evaluation uses the running statistics either way):
+- 'clip' (the paper is silent; fdx's default): the backbone sees the B·T frames of the batch as one BN batch, and each
+  step updates the running statistics once;
+- 'per_frame' (the official code, which loops over frame indices): the backbone runs once per frame index t on the B
+  clips' frames t (`nn.scan` over frames: one traced backbone, parameters shared), so BN normalises each frame index
+  over the B clips and the running statistics are updated T times in sequence, frame 1 first.
+
+Convolution initialisation (`conv_init`, every convolution of the backbone and its SAM/CBAM): 'lecun_normal' (fdx's
+default, flax's) or 'he_normal_fan_out' (the official code: N(0, 2 / (kh·kw·out_channels))); see
+`fdx.models.layers.CONV_INITS`. `cbam_spatial_batch_norm`: the CBAM code's BN in CBAM's spatial gate (the 'cbam'
+backbone attention only; DMA-STA's SAM never has one).
 """
 
 import functools
@@ -23,11 +35,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fdx.models.attention import CBAM, SpatialAttention
-from fdx.models.layers import dense
+from fdx.models.layers import CONV_INITS, dense
 from fdx.models.resnet import ResNet
 
 BACKBONE_ATTENTIONS = {'spatial': SpatialAttention, 'cbam': CBAM}
 FRAME_FUSIONS = ('temporal_attention', 'average', 'frame_attention')
+FRAME_BATCH_NORMS = ('clip', 'per_frame')
 
 
 def weighted_mean(features: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
@@ -73,11 +86,19 @@ class DmaSta(nn.Module):
     width: int = 64
     remat: bool = False
     dtype: Any = jnp.float32
+    frame_batch_norm: str = 'clip'  # 'clip' | 'per_frame'
+    conv_init: str = 'lecun_normal'  # 'lecun_normal' | 'he_normal_fan_out'
+    cbam_spatial_batch_norm: bool = False
 
-    @nn.compact
-    def __call__(self, clips: jnp.ndarray, train: bool = False):
-        if self.frame_fusion not in FRAME_FUSIONS:
-            raise ValueError(f'frame_fusion: unknown {self.frame_fusion!r}; choose from {", ".join(FRAME_FUSIONS)}')
+    def _backbone(self) -> nn.Module:
+        """The ResNet trunk without head, SAM or CBAM in every bottleneck; checks the options first."""
+        for key, value, choices in (
+            ('frame_fusion', self.frame_fusion, FRAME_FUSIONS),
+            ('frame_batch_norm', self.frame_batch_norm, FRAME_BATCH_NORMS),
+            ('conv_init', self.conv_init, tuple(CONV_INITS)),
+        ):
+            if value not in choices:
+                raise ValueError(f'{key}: unknown {value!r}; choose from {", ".join(choices)}')
         if self.backbone_attention is not None and self.backbone_attention not in BACKBONE_ATTENTIONS:
             raise ValueError(
                 f'backbone_attention: unknown {self.backbone_attention!r}; '
@@ -85,13 +106,40 @@ class DmaSta(nn.Module):
             )
         attention = None
         if self.backbone_attention is not None:
-            attention = functools.partial(BACKBONE_ATTENTIONS[self.backbone_attention], dtype=self.dtype)
+            options = {'spatial_batch_norm': self.cbam_spatial_batch_norm} if self.backbone_attention == 'cbam' else {}
+            attention = functools.partial(
+                BACKBONE_ATTENTIONS[self.backbone_attention], dtype=self.dtype, conv_init=self.conv_init, **options
+            )
         backbone = nn.remat(ResNet, static_argnums=(2,)) if self.remat else ResNet
+        return backbone(
+            self.stage_sizes,
+            self.width,
+            num_classes=0,
+            block_attention=attention,
+            dtype=self.dtype,
+            conv_init=self.conv_init,
+            name='backbone',
+        )
+
+    @nn.compact
+    def __call__(self, clips: jnp.ndarray, train: bool = False):
+        backbone = self._backbone()
         batch, frames = clips.shape[:2]
-        pooled, _ = backbone(
-            self.stage_sizes, self.width, num_classes=0, block_attention=attention, dtype=self.dtype, name='backbone'
-        )(clips.reshape(batch * frames, *clips.shape[2:]), train)
-        frame_features = pooled.reshape(batch, frames, -1)
+        if train and self.frame_batch_norm == 'per_frame' and not self.is_initializing():
+            # frame t's BN statistics come from the B clips' frames t; batch_stats are carried from frame to frame
+            # (init takes the flat path below: a scan carries existing variables only, and the shapes are the same)
+            scan = nn.scan(
+                lambda module, carry, frame: (carry, module(frame, True)[0]),
+                variable_broadcast='params',
+                variable_carry='batch_stats',
+                split_rngs={'params': False},
+                in_axes=1,
+                out_axes=1,
+            )
+            _, frame_features = scan(backbone, None, clips)
+        else:
+            pooled, _ = backbone(clips.reshape(batch * frames, *clips.shape[2:]), train)
+            frame_features = pooled.reshape(batch, frames, -1)
         if self.frame_fusion == 'temporal_attention':
             weights = TemporalAttention(self.dtype, name='temporal_attention')(frame_features)
         elif self.frame_fusion == 'frame_attention':

@@ -24,16 +24,31 @@ Dtype = Any
 # 'auto' (matmul_conv on CPU, lax.conv_general_dilated elsewhere) | 'matmul' | 'lax'; read when a model is traced.
 CONV_IMPL = 'auto'
 
+# Convolution kernel initialisers (`conv(init=...)`):
+# - 'lecun_normal': flax's `nn.Conv` default and every fdx model's: a truncated normal of variance 1 / fan_in
+#   (PyTorch's own `Conv2d` default, kaiming_uniform_(a=√5), is U(±1/√fan_in): variance 1 / (3 fan_in));
+# - 'he_normal_fan_out': kaiming_normal_(mode='fan_out', nonlinearity='relu'), N(0, 2 / fan_out) with
+#   fan_out = out_channels · kh · kw (torchvision's ResNet and the DMA-STA code).
+CONV_INITS = {
+    'lecun_normal': nn.initializers.lecun_normal(),
+    'he_normal_fan_out': nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'),
+}
 
-def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNorm:
-    """`torch.nn.BatchNorm2d` defaults: eps 1e-5, momentum 0.1 (flax: 0.9 on the running average).
+
+def batch_norm(train: bool, dtype: Dtype, name: str | None = None, torch_momentum: float = 0.1) -> nn.BatchNorm:
+    """`torch.nn.BatchNorm2d` defaults: eps 1e-5, momentum 0.1 (flax: 1 - 0.1 = 0.9 on the running average).
 
     Under `jax.jit` over a data-parallel mesh the batch axis is global, so the statistics are the global-batch ones.
     Running variance is updated with the biased batch variance (PyTorch uses the unbiased one; the difference is a factor
     n/(n-1) in the running estimate only, never in the training forward pass).
     """
     return nn.BatchNorm(
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, name=name
+        use_running_average=not train,
+        momentum=1 - torch_momentum,
+        epsilon=1e-5,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
     )
 
 
@@ -201,10 +216,11 @@ def conv(
     *,
     groups: int = 1,
     bias: bool = False,
+    init: str = 'lecun_normal',
     dtype: Dtype = jnp.float32,
     name: str | None = None,
 ) -> nn.Conv:
-    """A `torch.nn.Conv2d` equivalent in NHWC."""
+    """A `torch.nn.Conv2d` equivalent in NHWC; `init` names its kernel initialiser in `CONV_INITS`."""
     return nn.Conv(
         features,
         (kernel, kernel),
@@ -214,6 +230,7 @@ def conv(
         use_bias=bias,
         dtype=dtype,
         param_dtype=jnp.float32,
+        kernel_init=CONV_INITS[init],
         conv_general_dilated=conv_impl(),
         name=name,
     )

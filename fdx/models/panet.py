@@ -9,6 +9,7 @@ PANet (Sec. III) inserts EMAM (`EfficientMultiScaleAttention`, coarse) and SCAM 
 does not say where; the sites are options (`ema_after`, `scam_after`: any of `SITES`) and the default places EMAM on the
 encoder output (the common features of eq. 1, read by both branches) and SCAM after the reconstruction-guided
 attention, before the rest of the middle and the exit flow. With both sites empty the model is RECCE.
+`scam_spatial_batch_norm` adds the official CBAM code's BN to SCAM's spatial gate (PANet has no public code; off).
 """
 
 from typing import Any
@@ -133,9 +134,10 @@ class Recce(nn.Module):
     scam_after: str = ''
     ema_groups: int = 8
     scam_reduction: int = 16
+    scam_spatial_batch_norm: bool = False
     dtype: Any = jnp.float32
 
-    def _attend(self, site: str, x):
+    def _attend(self, site: str, x, train: bool):
         for kind, where in (('ema', self.ema_after), ('scam', self.scam_after)):
             if where and where not in SITES:
                 raise ValueError(f'{kind}_after: unknown site {where!r}; choose from {", ".join(SITES)} or empty')
@@ -143,7 +145,13 @@ class Recce(nn.Module):
                 if kind == 'ema':
                     x = EfficientMultiScaleAttention(self.ema_groups, dtype=self.dtype, name='ema')(x)
                 else:
-                    x = CBAM(self.scam_reduction, dtype=self.dtype, name='scam')(x)
+                    scam = CBAM(
+                        self.scam_reduction,
+                        dtype=self.dtype,
+                        spatial_batch_norm=self.scam_spatial_batch_norm,
+                        name='scam',
+                    )
+                    x = scam(x, train)
         return x
 
     @nn.compact
@@ -161,7 +169,7 @@ class Recce(nn.Module):
 
         for name in ENCODER:
             x = layer(name, x)
-        embedding = self._attend('block4', x)
+        embedding = self._attend('block4', x, train)
         features = {'block4': embedding}
 
         dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
@@ -179,16 +187,16 @@ class Recce(nn.Module):
 
         x = embedding
         for name in ('block5', 'block6', 'block7'):
-            x = self._attend(name, layer(name, x))
+            x = self._attend(name, layer(name, x), train)
         fused = GraphReasoning(width(256), self.dropout_rate, self.dtype, name='graph_reasoning')(
             x, out_d2, out_d4, train
         )
-        x = self._attend('graph_reasoning', fused + x)
-        x = self._attend('block8', layer('block8', x))
+        x = self._attend('graph_reasoning', fused + x, train)
+        x = self._attend('block8', layer('block8', x), train)
         x = GuidedAttention(self.dropout_rate, self.dtype, name='guided_attention')(images, reconstruction, x, train)
-        x = self._attend('guided_attention', x)
+        x = self._attend('guided_attention', x, train)
         for name in ('block9', 'block10', 'block11', 'block12', 'conv3', 'conv4'):
-            x = self._attend(name, layer(name, x))
+            x = self._attend(name, layer(name, x), train)
         x = features['pre_logits'] = x.mean(axis=(-3, -2))
         logits = dense(self.num_classes, dtype=self.dtype, name='head')(dropout(x))
         return logits.astype(jnp.float32), features

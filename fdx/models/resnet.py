@@ -2,7 +2,9 @@
 
 Names follow torchvision: `conv1`/`bn1` stem, `layer1` … `layer4` of bottlenecks `block0`, `block1`, …, classifier
 `head`. DMA-STA (and the CBAM baseline) insert an attention module in every bottleneck after `bn3` and before the
-residual add: pass its constructor as `block_attention`; it is built with `name='attention'`.
+residual add: pass its constructor as `block_attention`; it is built with `name='attention'` and called as
+`attention(y, train)`. `conv_init` names the initialiser of every convolution (`fdx.models.layers.CONV_INITS`; the
+attention module's own convolutions take theirs from its constructor).
 """
 
 from typing import Any, Callable, Sequence
@@ -20,18 +22,21 @@ class Bottleneck(nn.Module):
     stride: int = 1
     block_attention: Callable[..., nn.Module] | None = None
     dtype: Any = jnp.float32
+    conv_init: str = 'lecun_normal'
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        y = nn.relu(batch_norm(train, self.dtype, 'bn1')(conv(self.width, 1, dtype=self.dtype, name='conv1')(x)))
-        y = conv(self.width, 3, self.stride, 1, dtype=self.dtype, name='conv2')(y)
-        y = nn.relu(batch_norm(train, self.dtype, 'bn2')(y))
-        y = batch_norm(train, self.dtype, 'bn3')(conv(4 * self.width, 1, dtype=self.dtype, name='conv3')(y))
+        def conv_bn(y, features, kernel, stride, padding, name, bn_name):
+            y = conv(features, kernel, stride, padding, init=self.conv_init, dtype=self.dtype, name=name)(y)
+            return batch_norm(train, self.dtype, bn_name)(y)
+
+        y = nn.relu(conv_bn(x, self.width, 1, 1, 0, 'conv1', 'bn1'))
+        y = nn.relu(conv_bn(y, self.width, 3, self.stride, 1, 'conv2', 'bn2'))
+        y = conv_bn(y, 4 * self.width, 1, 1, 0, 'conv3', 'bn3')
         if self.block_attention is not None:
-            y = self.block_attention(name='attention')(y)
+            y = self.block_attention(name='attention')(y, train)
         if x.shape[-1] != 4 * self.width or self.stride != 1:
-            x = conv(4 * self.width, 1, self.stride, dtype=self.dtype, name='downsample_conv')(x)
-            x = batch_norm(train, self.dtype, 'downsample_bn')(x)
+            x = conv_bn(x, 4 * self.width, 1, self.stride, 0, 'downsample_conv', 'downsample_bn')
         return nn.relu(y + x)
 
 
@@ -43,13 +48,15 @@ class Stage(nn.Module):
     stride: int
     block_attention: Callable[..., nn.Module] | None = None
     dtype: Any = jnp.float32
+    conv_init: str = 'lecun_normal'
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         for i in range(self.depth):
-            x = Bottleneck(
-                self.width, self.stride if i == 0 else 1, self.block_attention, self.dtype, name=f'block{i}'
-            )(x, train)
+            stride = self.stride if i == 0 else 1
+            x = Bottleneck(self.width, stride, self.block_attention, self.dtype, self.conv_init, name=f'block{i}')(
+                x, train
+            )
         return x
 
 
@@ -65,17 +72,19 @@ class ResNet(nn.Module):
     block_attention: Callable[..., nn.Module] | None = None
     dropout_rate: float = 0.0  # before the head; timm's `drop_rate`
     dtype: Any = jnp.float32
+    conv_init: str = 'lecun_normal'
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = conv(self.width, 7, 2, 3, dtype=self.dtype, name='conv1')(x.astype(self.dtype))
+        x = conv(self.width, 7, 2, 3, init=self.conv_init, dtype=self.dtype, name='conv1')(x.astype(self.dtype))
         x = nn.relu(batch_norm(train, self.dtype, 'bn1')(x))
         features = {'stem': x}
         x = max_pool(x, 3, 2, 1)
         for i, depth in enumerate(self.stage_sizes):
-            x = Stage(
-                self.width * 2**i, depth, 1 if i == 0 else 2, self.block_attention, self.dtype, name=f'layer{i + 1}'
-            )(x, train)
+            width, stride = self.width * 2**i, 1 if i == 0 else 2
+            x = Stage(width, depth, stride, self.block_attention, self.dtype, self.conv_init, name=f'layer{i + 1}')(
+                x, train
+            )
             features[f'layer{i + 1}'] = x
         x = features['pre_logits'] = jnp.mean(x, axis=(1, 2))
         if self.num_classes:
