@@ -72,7 +72,9 @@ def test_sampling_on_every_source(view):
     with pytest.raises(ValueError, match='config.data.sampling: unknown'):
         input_lib.build_source(config, 'train')
     config.sampling = 'balanced'  # evaluation splits are never resampled
-    assert len(input_lib.build_source(config, 'test')) == len(input_lib.build_source(synthetic(train_view=view), 'test'))
+    assert len(input_lib.build_source(config, 'test')) == len(
+        input_lib.build_source(synthetic(train_view=view), 'test')
+    )
 
 
 def test_val_from_train_holds_out_whole_videos_per_class():
@@ -126,4 +128,6 @@ def test_a_view_may_give_several_examples_per_record():
         np.testing.assert_array_equal(one[key], two[key])
     assert pipeline.steps_per_epoch(len(source), 8, 2) == 12
     with pytest.raises(ValueError, match='not a multiple of the 2 examples'):
-        pipeline.train_dataset(source, global_batch_size=7, seed=0, process_index=0, process_count=1, transform=transform)
+        pipeline.train_dataset(
+            source, global_batch_size=7, seed=0, process_index=0, process_count=1, transform=transform
+        )

@@ -192,9 +192,23 @@ def test_config_defaults_are_the_papers():
     assert (c.optim.schedule, c.optim.every_epochs, c.optim.factor, c.optim.min_lr) == ('step', 40, 0.1, 1e-4)
     assert (c.batch_size, c.num_epochs, c.total_steps, tuple(c.eval_splits)) == (10, 300, 0, ('test',))
     d = c.data
-    assert (d.name, d.view, d.quality, d.target, tuple(d.class_names)) == ('dfdm', 'clip', 'crf10', 'class_id', MODELS)
-    assert (d.frames, d.clip_mode, d.random_start, d.size, d.normalisation) == (10, 'periodic', False, 224, 'imagenet')
-    assert d.flip == 0.5 and not d.resize_then_center_crop and c.init == ()
+    assert (d.name, d.train_view, d.clip.quality, d.target, tuple(d.class_names)) == (
+        'dfdm',
+        'clip',
+        'crf10',
+        'class_id',
+        MODELS,
+    )
+    clip = d.clip
+    assert (clip.frames, clip.mode, clip.random_start, clip.size, clip.normalisation) == (
+        10,
+        'periodic',
+        False,
+        224,
+        'imagenet',
+    )
+    assert clip.flip == 0.5 and not clip.resize_then_center_crop and not clip.flip_per_frame and c.init == ()
+    assert (d.val_from_train, c.select.split, c.select.metric, c.select.allow_test) == (0.1, 'val', 'frame/acc', False)
     schedule = optim.make_schedule(c.optim, steps_per_epoch=151)  # 1,505 training videos / 10
     lrs = [float(schedule(151 * epoch)) for epoch in (0, 39, 40, 80, 120, 299)]
     np.testing.assert_allclose(lrs, [1e-2, 1e-2, 1e-3, 1e-4, 1e-4, 1e-4], rtol=1e-6)
@@ -203,16 +217,24 @@ def test_config_defaults_are_the_papers():
     assert tuple(c.model[k] for k in model_options) == ('clip', 'lecun_normal', False)
 
     code = load_config(f'{CONFIG}:code')
-    assert (code.batch_size, code.num_epochs, code.optim.lr, code.data.normalisation) == (20, 299, 1e-3, 'dma_sta_code')
+    assert (code.batch_size, code.num_epochs, code.optim.lr, code.data.clip.normalisation) == (
+        20,
+        299,
+        1e-3,
+        'dma_sta_code',
+    )
     assert tuple(code.model[k] for k in model_options) == ('per_frame', 'he_normal_fan_out', True)
-    assert code.data.clip_mode == 'consecutive' and code.data.random_start and code.data.resize_then_center_crop
+    assert code.data.clip.mode == 'consecutive' and code.data.clip.random_start and code.data.clip.test_random_start
+    assert code.data.clip.flip_per_frame and code.data.clip.resize_then_center_crop
+    official = load_config(f'{CONFIG}:select_on_test')
+    assert (official.select.split, official.select.allow_test, official.data.val_from_train) == ('test', True, 0.0)
     schedule = optim.make_schedule(code.optim, steps_per_epoch=76)
     lrs = [float(schedule(76 * epoch)) for epoch in (0, 38, 39, 298)]
     np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6)
 
-    assert load_config(f'{CONFIG}:quality=crf23').data.quality == 'crf23'
+    assert load_config(f'{CONFIG}:quality=crf23').data.clip.quality == 'crf23'
     mini = load_config(f'{CONFIG}:mini')
-    assert (mini.data.size, mini.data.frames, mini.data.workers) == (64, 4, 0)
+    assert (mini.data.clip.size, mini.data.clip.frames, mini.data.workers) == (64, 4, 0)
     assert (mini.batch_size, mini.total_steps, mini.checkpoint.every) == (8, 200, 200)
     with pytest.raises(ValueError, match='unknown option'):
         load_config(f'{CONFIG}:minu')
@@ -243,7 +265,7 @@ def test_sweeps_and_init_paths():
         ('dma_sta', 'spatial', 'temporal_attention'),
     ]
     qualities = [p.overrides for p in grid.expand_sweep(f'{CONFIG}:table5')]
-    assert qualities == [{'data.quality': q} for q in ('crf0', 'crf10', 'crf23')]
+    assert qualities == [{'data.clip.quality': q} for q in ('crf0', 'crf10', 'crf23')]
 
     # A converted ImageNet ResNet (1000-class `head`) initialises the trunk of every ResNet variant.
     source = filled(ResNet(**MINI_BACKBONE).init, jnp.zeros((1, 32, 32, 3)), seed=1)

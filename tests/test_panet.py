@@ -164,15 +164,16 @@ def test_config_defaults_are_the_papers():
         8,
     )
     assert (c.optim.name, c.optim.lr, c.optim.weight_decay, c.optim.schedule) == ('adam', 2e-4, 1e-5, 'step')
-    assert (c.batch_size, c.num_epochs, c.data.size, c.data.normalisation) == (32, 40, 299, 'xception')
-    assert (c.data.name, c.data.quality, c.data.view, c.data.flip) == ('ffpp', 'c23', 'frame', 0.5)
+    assert (c.batch_size, c.num_epochs, c.data.frame.size, c.data.frame.normalisation) == (32, 40, 299, 'xception')
+    assert (c.data.name, c.data.frame.quality, c.data.train_view, c.data.frame.flip) == ('ffpp', 'c23', 'frame', 0.5)
+    assert (c.select.split, c.select.metric, c.eval_every_epochs) == ('val', 'frame/auc', 1)
     assert (c.loss.reconstruction_weight, c.loss.metric_weight, c.loss.flooding) == (0.1, 0.1, 0.0)
     assert not c.model.scam_spatial_batch_norm  # the CBAM paper's spatial gate
     code = load_config(f'{CONFIG}:code,quality=c40,variant=recce')
     assert (code.loss.flooding, code.loss.metric_form, code.model.noise_std) == (0.04, 'hinge', 1e-6)
     assert not code.model.scam_spatial_batch_norm
     assert tuple(code.loss.metric_features) == ('block4', 'decoder2', 'decoder4')
-    assert (code.total_steps, code.optim.every_steps, code.data.quality, code.model.ema_after) == (
+    assert (code.total_steps, code.optim.every_steps, code.data.frame.quality, code.model.ema_after) == (
         90_000,
         22_500,
         'c40',
@@ -182,7 +183,7 @@ def test_config_defaults_are_the_papers():
     init = load_config(f'{CONFIG}:init=/ckpt').init[0]
     assert init['checkpoint'] == '/ckpt' and 'decoder*' in init['fresh']
     points = [p.overrides for p in grid.expand_sweep(CONFIG)]
-    assert [(p['method'], p.get('model.ema_after'), p['data.quality']) for p in points] == [
+    assert [(p['method'], p.get('model.ema_after'), p['data.frame.quality']) for p in points] == [
         ('panet', 'block4', 'c23'),
         ('panet', '', 'c23'),
         ('classifier', None, 'c23'),
@@ -208,7 +209,7 @@ def test_mini_trains_and_evaluates_on_synth_ffpp(prepared_ffpp, tmp_path):
         f'--config.data.dir={prepared_ffpp}',
         '--config.total_steps=2',
         '--config.batch_size=4',
-        '--config.data.size=64',
+        '--config.data.frame.size=64',
         '--config.model.backbone_kwargs.width=0.125',
         '--config.model.noise_std=0.01',
         "--config.loss.metric_features=('block4','decoder2','decoder4')",
@@ -224,7 +225,7 @@ def test_mini_trains_and_evaluates_on_synth_ffpp(prepared_ffpp, tmp_path):
     assert cli.main(['eval', '--workdir', str(workdir), '--out', str(out), '--reconstructions', '3']) == 0
     results = json.loads((out / 'metrics_test.json').read_text())
     assert {'acc', 'auc'} <= set(results['frame']) and {'acc', 'auc'} <= set(results['video'])
-    grid = out / 'reconstructions_test.png'
+    grid = out / 'maps_test.png'
     assert grid.is_file() and grid.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 

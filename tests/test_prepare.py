@@ -495,7 +495,9 @@ def test_cross_dataset_rows_and_per_manipulation_metrics(ffpp, celebdf, tmp_path
     assert rows == ['ffpp→ffpp', 'ffpp→celebdf'] and 'Train × test (frame AUC, %)' in out
     ffpp_metrics = json.loads((workdir / 'crosseval' / 'ffpp' / 'metrics_test.json').read_text())
     celebdf_metrics = json.loads((workdir / 'crosseval' / 'celebdf' / 'metrics_test.json').read_text())
-    assert set(ffpp_metrics['frame']['per_manipulation']) == set(ffpp_metrics['video']['per_manipulation']) == {
-        'Deepfakes'
-    }
+    assert (
+        set(ffpp_metrics['frame']['per_manipulation'])
+        == set(ffpp_metrics['video']['per_manipulation'])
+        == {'Deepfakes'}
+    )
     assert celebdf_metrics['frame']['n'] == 2 * FRAMES and 'per_manipulation' not in celebdf_metrics['frame']

@@ -98,8 +98,7 @@ def toy_config():
 @pytest.fixture(scope='module')
 def toy_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp('toy')
-    config_lib.save_config(toy_config(), workdir)
-    finish(fdx('train', '--workdir', str(workdir)))
+    train.train(toy_config(), workdir)
     return workdir
 
 

@@ -65,6 +65,7 @@ class Panet(Method):
     Batches: `image` [B, H, W, 3] in [-1, 1], `label` (1 = fake)."""
 
     rng_streams = ('dropout', 'noise')
+    maps = {'reconstruction': 'image'}
 
     def __init__(self, config):
         super().__init__(config)
@@ -125,10 +126,6 @@ class Panet(Method):
         return LossOutput(terms, state, aux)
 
     def predict(self, variables, batch):
-        logits, _ = self.model.apply(variables, batch['image'], False)
-        return {'score': jax.nn.sigmoid(logits[:, 0])}
-
-    def reconstruct(self, variables, batch):
-        """Eval-mode reconstructions of `batch['image']`, in the same normalisation."""
-        _, features = self.model.apply(variables, batch['image'], False)
-        return features['reconstruction']
+        """`score` and the `reconstruction` of the input (same normalisation; drawn by `fdx eval --save-maps`)."""
+        logits, features = self.model.apply(variables, batch['image'], False)
+        return {'score': jax.nn.sigmoid(logits[:, 0]), 'reconstruction': features['reconstruction']}
