@@ -1,5 +1,8 @@
 """The quickstart (`make demo`): synthesise the mini benchmark, prepare DFDM, train DMA-STA, evaluate, report.
 
+The checkpoint evaluated on the held-out test videos is the one of the best accuracy on `val` (10% of the training
+videos of each class, `experiments/dma_sta_dfdm.py`), never chosen on test.
+
 Each stage reuses what an earlier run left in the work directory (`fdx synth` output, prepared records, a finished
 training), so a second `make demo` only re-evaluates.
 """
@@ -47,7 +50,7 @@ def main(argv=None) -> int:
             ],
         ),
         ('train', ['train', '--config', CONFIG, f'--config.data.dir={data}', '--workdir', str(run)]),
-        ('eval', ['eval', '--workdir', str(run), '--out', str(run / 'demo_eval')]),
+        ('eval', ['eval', '--workdir', str(run), '--step', 'best', '--out', str(run / 'demo_eval')]),
     ]
     times = {}
     for name, args in stages:
@@ -63,7 +66,11 @@ def main(argv=None) -> int:
             return code
     metrics = json.loads((run / 'demo_eval' / 'metrics_test.json').read_text())
     video = metrics['frame']  # one clip per video: the clip view's items are videos
-    print('\nDMA-STA (mini) on the held-out DFDM-layout videos, HQ (crf10), per-class accuracy (%):\n')
+    best = metrics['checkpoint']['selected_by']
+    print(
+        f'\nDMA-STA (mini) on the held-out DFDM-layout videos, HQ (crf10), step {best["step"]} (best {best["split"]} '
+        f'{best["metric"]} = {100 * best["value"]:.2f}), per-class accuracy (%):\n'
+    )
     print(accuracy_table(video))
     print(f'\nconfusion matrix: {run / "demo_eval" / "confusion_test_frame.png"}')
     print('stage times: ' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items()))

@@ -131,9 +131,6 @@ class Selection:
         best = state_lib.read_best(workdir)
         self.best = best if best is not None and best['step'] in self.manager.all_steps() else None
 
-    def splits(self) -> tuple[str, ...]:
-        return (self.select.split,) if self.select.split else ()
-
     def update(self, step: int, results: dict[str, Any], state) -> None:
         """Keeps `state` if its `select.split` metric beats the best so far."""
         value = selected_value(results, self.select.metric)
@@ -187,6 +184,14 @@ def _eval_every(config, steps_per_epoch: int) -> int:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Trains (or resumes) in `workdir`; returns the final evaluation metrics."""
     check_select(config)
+    eval_splits = tuple(dict.fromkeys((*config.eval_splits, *((config.select.split,) if config.select.split else ()))))
+    available = input_lib.split_names(config.data)
+    missing = [split for split in eval_splits if split not in available]
+    if missing:  # said now, not after training
+        raise ValueError(
+            f'config.eval_splits / config.select.split: no split {", ".join(missing)} in {config.data.name} '
+            f'(has {", ".join(available)}); config.data.val_from_train holds out train videos as val'
+        )
     workdir = Path(workdir).absolute()  # orbax needs absolute paths
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
@@ -196,7 +201,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
     writer = writers.MetricWriter(workdir)
     evaluator = evaluate.Evaluator(config, setup.method, setup.mesh)
     selection = Selection(workdir, config)
-    eval_splits = tuple(dict.fromkeys((*config.eval_splits, *selection.splits())))
     eval_every = _eval_every(config, setup.steps_per_epoch)
 
     def evaluation(step: int, state, out_dir: Path | None = None) -> dict[str, Any]:
@@ -204,7 +208,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
         for split in eval_splits:
             results[split] = evaluator.evaluate(state.variables(), split, out_dir, {'step': step})
             writer.write(step, evaluate.scalars(results[split], split))
-        if selection.splits():
+        if config.select.split:
             selection.update(step, results[config.select.split], state)
         return results
 

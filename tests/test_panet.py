@@ -216,6 +216,7 @@ def test_mini_trains_and_evaluates_on_synth_ffpp(prepared_ffpp, tmp_path):
         '--config.loss.metric_form=hinge',
         '--config.loss.flooding=0.04',
         '--config.eval_splits=("test",)',
+        '--config.select.split=',  # the tiny tree has no val split
     ]
     assert cli.main(['train', '--config', f'{CONFIG}:mini', '--workdir', str(workdir), *overrides]) == 0
     logged = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]

@@ -236,19 +236,19 @@ def test_bf16_compute_with_remat_keeps_f32_params(tmp_path, monkeypatch):
     assert np.isfinite([v for k, v in losses(tmp_path).items()]).all() and results['test']['frame']['n'] == 40
 
 
-def test_alternating_critic_trains(tmp_path):
-    config = tiny(
-        "--config.method=toy_methods:MeanGenerator", '--config.total_steps=60', '--config.checkpoint.every=60'
-    )
+def adversarial(method: str, *overrides: str):
+    """The tiny config with a method of tests/toy_methods.py and its critic, both trained with Adam."""
+    config = tiny(f'--config.method=toy_methods:{method}', *overrides)
     config.unlock()
     config.loss.gp_weight = 10.0
     config.optim.name = config.critic_optim.name = 'adam'
     config.optim.lr, config.critic_optim.lr = 0.02, 0.02
-    sys.path.insert(0, str(ROOT / 'tests'))
-    try:
-        train.train(config, tmp_path)
-    finally:
-        sys.path.remove(str(ROOT / 'tests'))
+    return config
+
+
+def test_alternating_critic_trains(tmp_path):
+    config = adversarial('MeanGenerator', '--config.total_steps=60', '--config.checkpoint.every=60')
+    train.train(config, tmp_path)
     state = restored_state(tmp_path)
     source = train.input_lib.build_source(config.data, 'train')
     real_mean = np.stack([source[i]['image'].mean((0, 1)) + 1.0 for i in range(len(source))]).mean(0)
@@ -343,15 +343,11 @@ def test_selection_never_reads_test_unless_allowed(tmp_path, monkeypatch):
         return original(self, variables, split)
 
     monkeypatch.setattr(evaluate.Evaluator, 'predict_split', spy)
-    config = tiny("--config.eval_splits=('test',)", '--config.eval_every=4', '--config.select.split=val')
-    train.train(config, tmp_path / 'val')
-    assert read == ['test', 'val'] * 3 and json.loads((tmp_path / 'val' / 'best.json').read_text())['split'] == 'val'
-    (evaluator,) = evaluators
-    assert evaluator.predict_step._cache_size() == 1  # compiled once for six evaluations of two splits
-    read.clear()
     config = tiny('--config.eval_splits=()', '--config.eval_every=4', '--config.select.split=val')
-    train.train(config, tmp_path / 'val-only')
-    assert read == ['val'] * 3
+    train.train(config, tmp_path / 'val')
+    assert read == ['val'] * 3 and json.loads((tmp_path / 'val' / 'best.json').read_text())['split'] == 'val'
+    (evaluator,) = evaluators
+    assert evaluator.predict_step._cache_size() == 1  # compiled once for the three evaluations
     with pytest.raises(ValueError, match="config.select.split='test': choosing a checkpoint on the test split"):
         train.train(tiny('--config.select.split=test'), tmp_path / 'refused')
     config = tiny('--config.eval_splits=()', '--config.select.split=test', '--config.select.allow_test=True')
@@ -371,15 +367,9 @@ def test_rng_streams_are_derived_by_name():
 
 
 def test_critic_schedule_counts_critic_updates(tmp_path):
-    config = tiny('--config.method=toy_methods:MeanGenerator', '--config.total_steps=12')
-    config.unlock()
-    config.loss.gp_weight = 10.0
+    config = adversarial('MeanGenerator', '--config.total_steps=12')
     config.critic_optim.update({'schedule': 'step', 'every_epochs': 1.0, 'factor': 0.1, 'lr': 0.01})
-    sys.path.insert(0, str(ROOT / 'tests'))
-    try:
-        train.train(config, tmp_path)
-    finally:
-        sys.path.remove(str(ROOT / 'tests'))
+    train.train(config, tmp_path)
     records = map(json.loads, (tmp_path / 'metrics.jsonl').open())
     rates = {r['step']: r['lr/critic/default'] for r in records if 'lr/critic/default' in r}
     # 8 steps per epoch (64 records, batch 8), 3 critic updates each: the rate drops after 24 critic updates
@@ -389,19 +379,10 @@ def test_critic_schedule_counts_critic_updates(tmp_path):
 
 
 def test_critic_can_train_on_the_methods_activations(tmp_path):
-    config = tiny('--config.method=toy_methods:SharedActivations', '--config.total_steps=30')
-    config.unlock()
-    config.loss.gp_weight = 10.0
-    config.optim.name = config.critic_optim.name = 'adam'
-    config.optim.lr, config.critic_optim.lr = 0.02, 0.02
-    sys.path.insert(0, str(ROOT / 'tests'))
-    try:
-        import toy_methods
+    import toy_methods  # tests/ is on sys.path under pytest
 
-        toy_methods.MeanGenerator.samples = 0
-        train.train(config, tmp_path)
-        assert toy_methods.MeanGenerator.samples == 1  # traced once: the critic never re-runs the generator
-    finally:
-        sys.path.remove(str(ROOT / 'tests'))
+    toy_methods.MeanGenerator.samples = 0
+    train.train(adversarial('SharedActivations', '--config.total_steps=30'), tmp_path)
+    assert toy_methods.MeanGenerator.samples == 1  # traced once: the critic never re-runs the generator
     state = restored_state(tmp_path)
     assert np.linalg.norm(state['params']['mean']) > 0.1  # moved towards the real vectors
