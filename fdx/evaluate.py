@@ -50,6 +50,7 @@ class Evaluator:
 
     def __init__(self, config, method, mesh):
         self.config, self.method, self.mesh = config, method, mesh
+        self.eval_config = config.get('eval') or eval_config_defaults()
         self.binary = method.task == 'binary'
         self.key = 'score' if self.binary else 'probs'
         batch_sharding = sharding.batch_sharding(mesh)
@@ -110,9 +111,9 @@ class Evaluator:
         return None if tuple(names) == ('real', 'fake') else names
 
     def metrics(self, predictions: dict[str, np.ndarray], class_names: Sequence[str] | None) -> dict[str, Any]:
-        eval_config = self.config.get('eval') or eval_config_defaults()
+        eval_config = self.eval_config
         results = {}
-        for level, (labels, values, groups, class_ids) in self.levels(predictions, eval_config).items():
+        for level, (labels, values, groups, class_ids) in self.levels(predictions).items():
             if self.binary:
                 result = metrics.binary_metrics(labels, values, threshold=eval_config.threshold)
                 if class_names is not None and class_ids is not None:
@@ -140,7 +141,7 @@ class Evaluator:
                 results['frame'][key[len(METRIC_PREFIX) :]] = float(np.mean(predictions[key]))
         return results
 
-    def levels(self, predictions: dict[str, np.ndarray], eval_config) -> dict[str, tuple]:
+    def levels(self, predictions: dict[str, np.ndarray]) -> dict[str, tuple]:
         """(labels, scores or probs, bootstrap groups, class ids) per level: frames, and videos when records carry a
         `video_index` (frames are then resampled by video)."""
         labels, values = predictions['label'], predictions[self.key]
@@ -149,7 +150,7 @@ class Evaluator:
         levels = {'frame': (labels, values, videos, class_ids)}
         if videos is not None:
             aggregate = metrics.video_level if self.binary else metrics.video_level_multiclass
-            video_labels, video_values, _ = aggregate(labels, values, videos, eval_config.video_aggregation)
+            video_labels, video_values, _ = aggregate(labels, values, videos, self.eval_config.video_aggregation)
             video_classes = None if class_ids is None else metrics.per_video(class_ids, videos)
             levels['video'] = (video_labels, video_values, None, video_classes)
         return levels
@@ -157,8 +158,7 @@ class Evaluator:
     def write(self, results, predictions, split: str, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f'metrics_{split}.json').write_text(json.dumps(results, indent=2, default=float))
-        levels = self.levels(predictions, self.config.get('eval') or eval_config_defaults())
-        for level, (labels, values, _, _) in levels.items():
+        for level, (labels, values, _, _) in self.levels(predictions).items():
             title = f'{split}, {level} level'
             if self.binary:
                 fpr, tpr, _ = metrics.roc_curve(labels, values)

@@ -20,6 +20,7 @@ Synthetic datasets add `image_size`, `frames`, `records` (split → count) and `
 `build_transform(config.data, split)` its view.
 """
 
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -177,8 +178,6 @@ def _read(data_config, split: str, view):
 
 
 def _split_seed(split: str) -> int:
-    import zlib
-
     return zlib.crc32(split.encode())
 
 
