@@ -21,10 +21,14 @@ CONFIG = 'experiments/dma_sta_dfdm.py:mini'
 
 
 def accuracy_table(metrics: dict) -> str:
-    """Per-class and overall accuracy (%) in the paper's column order, as a markdown table."""
+    """Per-class and overall accuracy (%) in the paper's column order with the number of videos behind each column
+    (the confusion matrix's row sums), as a markdown table."""
     header = [COLUMNS[m] for m in MODELS] + ['Overall']
     values = [f'{100 * metrics["per_class_acc"][m]:.2f}' for m in MODELS] + [f'{100 * metrics["acc"]:.2f}']
-    return '\n'.join(['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header), '| ' + ' | '.join(values) + ' |'])
+    videos = [sum(row) for row in metrics['confusion_matrix']]
+    rows = [['accuracy (%)', *values], ['test videos', *map(str, videos), str(sum(videos))]]
+    lines = ['| | ' + ' | '.join(header) + ' |', '|---|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
 
 
 def main(argv=None) -> int:
@@ -65,14 +69,14 @@ def main(argv=None) -> int:
             print(f'demo: stage {name} failed (exit {code})', file=sys.stderr)
             return code
     metrics = json.loads((run / 'demo_eval' / 'metrics_test.json').read_text())
-    video = metrics['frame']  # one clip per video: the clip view's items are videos
+    video = metrics['video']  # one clip per video, aggregated per video
     best = metrics['checkpoint']['selected_by']
     print(
         f'\nDMA-STA (mini) on the held-out DFDM-layout videos, HQ (crf10), step {best["step"]} (best {best["split"]} '
-        f'{best["metric"]} = {100 * best["value"]:.2f}), per-class accuracy (%):\n'
+        f'{best["metric"]} = {100 * best["value"]:.2f}), video-level accuracy (%):\n'
     )
     print(accuracy_table(video))
-    print(f'\nconfusion matrix: {run / "demo_eval" / "confusion_test_frame.png"}')
+    print(f'\nconfusion matrix: {run / "demo_eval" / "confusion_test_video.png"}')
     print('stage times: ' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items()))
     return 0
 

@@ -217,7 +217,7 @@ def test_landmark_swap(videos):
     np.testing.assert_array_equal(fake[outside], target[t][outside])
     assert mad(fake[mask > 0.9], target[t][mask > 0.9]) > 3
     plain, plain_mask = faces.landmark_swap(source[t], source_landmarks[t], target[t], target_landmarks[t],
-                                            colour_transfer=False)  # fmt: skip
+                                            colour_match=False)  # fmt: skip
     np.testing.assert_array_equal(plain_mask, mask)
     assert mad(plain[mask > 0.9], fake[mask > 0.9]) > 1
     # Without colour transfer the face inside is the source's, moved onto the target's landmarks.
@@ -246,3 +246,108 @@ def test_align_and_paste_round_trip(videos):
         uncovered = ((inside < -1) | (inside > size)).any(axis=-1)
         assert uncovered.any()
         np.testing.assert_array_equal(pasted[uncovered], frames[t][uncovered])
+
+
+# Expression transfer: reenactment and mouth re-rendering.
+
+
+def inner_lip_gap(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap (62 to 66) of each frame of landmarks [T, 68, 2]."""
+    return np.linalg.norm(landmarks[:, 62] - landmarks[:, 66], axis=1)
+
+
+@pytest.fixture(scope='module')
+def reenacted(videos):
+    """Identity 1's video (target) driven by identity 0's (driver): target, driver landmarks, reenact's outputs."""
+    (_, driver_landmarks), _, (target, target_landmarks) = videos
+    return target, target_landmarks, driver_landmarks, faces.reenact(target, target_landmarks, driver_landmarks)
+
+
+def test_reenact_masks_and_outside(reenacted):
+    target, target_landmarks, _, (fake, masks, new) = reenacted
+    assert fake.shape == target.shape and fake.dtype == np.uint8
+    assert masks.shape == target.shape[:3] and masks.dtype == np.float32 and new.shape == (FRAMES, 68, 2)
+    assert masks.min() >= 0 and masks.max() <= 1
+    outside = masks == 0
+    assert 0.5 < outside.mean() < 0.9
+    np.testing.assert_array_equal(fake[outside], target[outside])
+    # The mask covers the face: every new landmark at least half inside, the nose and mouth fully.
+    for t in (0, FRAMES // 2):
+        rows, cols = np.rint(new[t, :, 1]).astype(int), np.rint(new[t, :, 0]).astype(int)
+        assert masks[t][rows, cols].min() > 0.3
+        assert masks[t][rows[[30, 33, 51, 57]], cols[[30, 33, 51, 57]]].min() > 0.99
+    # The face changed, most around the mouth where the target's opening and the new one differ most.
+    assert mad(fake[masks > 0.9], target[masks > 0.9]) > 1
+    t = int(np.abs(inner_lip_gap(new) - inner_lip_gap(target_landmarks)).argmax())
+    x0, y0 = np.floor(new[t, faces.MOUTH].min(axis=0)).astype(int)
+    x1, y1 = np.ceil(new[t, faces.MOUTH].max(axis=0)).astype(int)
+    assert mad(fake[t, y0:y1, x0:x1], target[t, y0:y1, x0:x1]) > 5
+
+
+def test_reenact_follows_the_driver(reenacted, detector):
+    _, target_landmarks, driver_landmarks, (fake, _, new) = reenacted
+    # The rigid points (and every other non-expression point) stay the target's; the expression follows the driver.
+    still = np.setdiff1d(np.arange(68), faces.FACE_EXPRESSION)
+    assert set(faces.RIGID) <= set(still)
+    np.testing.assert_array_equal(new[:, still], target_landmarks[:, still])
+    gap, driver_gap = inner_lip_gap(new), inner_lip_gap(driver_landmarks)
+    assert np.corrcoef(gap, driver_gap)[0, 1] > 0.9
+    eyes = np.array([eye_aperture(lm) for lm in new])
+    assert np.corrcoef(eyes, [eye_aperture(lm) for lm in driver_landmarks])[0, 1] > 0.9
+    # dlib finds the reenacted face where the new landmarks say, and sees the mouth open with the driver's.
+    wide, shut = int(driver_gap.argmax()), int(driver_gap.argmin())
+    detected = {t: detect(detector, fake[t]) for t in (wide, shut)}
+    for t, landmarks in detected.items():
+        assert landmark_error(landmarks, new[t]) < 3
+    assert mouth_aperture(detected[wide]) > mouth_aperture(detected[shut]) + 3
+
+
+def test_mouth_rerender(reenacted, detector):
+    target, target_landmarks, driver_landmarks, (_, face_masks, _) = reenacted
+    fake, masks = faces.mouth_rerender(target, target_landmarks, driver_landmarks)
+    assert fake.shape == target.shape and fake.dtype == np.uint8
+    assert masks.shape == target.shape[:3] and masks.dtype == np.float32
+    outside = masks == 0
+    np.testing.assert_array_equal(fake[outside], target[outside])
+    # The mask covers the mouth, not the eyes, and is much smaller than the reenactment's face mask.
+    assert 0.02 < (masks > 0.5).mean() < 0.5 * (face_masks > 0.5).mean()
+    for t in (0, FRAMES // 2):
+        rows, cols = np.rint(target_landmarks[t, :, 1]).astype(int), np.rint(target_landmarks[t, :, 0]).astype(int)
+        # The upper outer lip is the hull's edge (about 0.5); the lower lip and the lower inner lip lie well inside.
+        assert masks[t][rows[faces.MOUTH], cols[faces.MOUTH]].min() > 0.3
+        assert masks[t][rows[[*range(55, 60), 65, 66, 67]], cols[[*range(55, 60), 65, 66, 67]]].min() > 0.99
+        eyes = np.concatenate(faces.EYES)
+        assert masks[t][rows[eyes], cols[eyes]].max() == 0
+    # The mouth opens with the driver's (dlib sees it) ...
+    driver_gap = inner_lip_gap(driver_landmarks)
+    wide, shut = int(driver_gap.argmax()), int(driver_gap.argmin())
+    assert mouth_aperture(detect(detector, fake[wide])) > mouth_aperture(detect(detector, fake[shut])) + 3
+    # ... and is re-rendered: blurrier than the plain warp (render_scale 1).
+    sharp, sharp_masks = faces.mouth_rerender(target[:4], target_landmarks[:4], driver_landmarks[:4], render_scale=1)
+    soft, soft_masks = faces.mouth_rerender(target[:4], target_landmarks[:4], driver_landmarks[:4])
+    np.testing.assert_array_equal(soft_masks, sharp_masks)
+    inside = sharp_masks > 0.99
+
+    def detail(frames: np.ndarray) -> float:
+        grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]).astype(np.float32)
+        return float(np.abs(np.stack([cv2.Laplacian(g, cv2.CV_32F) for g in grey]))[inside].mean())
+
+    assert detail(soft) < 0.85 * detail(sharp)
+
+
+def test_expression_transfer_deterministic_and_checked(videos):
+    (_, driver_landmarks), _, (target, target_landmarks) = videos
+    target, target_landmarks, driver_landmarks = target[:6], target_landmarks[:6], driver_landmarks[:6]
+    for a, b in zip(faces.reenact(target, target_landmarks, driver_landmarks),
+                    faces.reenact(target, target_landmarks, driver_landmarks)):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(faces.mouth_rerender(target, target_landmarks, driver_landmarks),
+                    faces.mouth_rerender(target, target_landmarks, driver_landmarks)):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    for method in (faces.reenact, faces.mouth_rerender):
+        with pytest.raises(ValueError, match='frames'):
+            method(target, target_landmarks, driver_landmarks[:-1])
+        with pytest.raises(ValueError, match='frames'):
+            method(target[:-1], target_landmarks, driver_landmarks)
+    with pytest.raises(ValueError, match='render_scale'):
+        faces.mouth_rerender(target, target_landmarks, driver_landmarks, render_scale=0)

@@ -3,7 +3,8 @@
 The base face is skimage's astronaut photo with dlib's 68 landmarks. `make_identities` turns it into distinct people
 (landmark-driven morphing, framing, skin, lip, brow and hair colour, moles, lighting, background); `animate` makes a
 "real" video of one with head motion, blinking and talking, returning the landmarks of every frame. `landmark_swap` is a FaceSwap-style
-graphics swap; `blend` and `face_mask` are the blending shared by every manipulation method, `align_face` and
+graphics swap, `reenact` a Face2Face-style expression reenactment and `mouth_rerender` a NeuralTextures-style mouth
+re-rendering; `blend` and `face_mask` are the blending shared by every manipulation method, `align_face` and
 `paste_face` the aligned crops the autoencoder swaps train on and are pasted back from.
 
 Points are (x, y) pixel positions with (0, 0) the centre of the top-left pixel, as in dlib and `cv2`; landmarks follow
@@ -34,6 +35,15 @@ MOUTH = np.arange(48, 68)
 # Blinking closes each eye's (upper, lower) lid pairs; the upper lid travels this share of the aperture.
 LIDS = (((37, 41), (38, 40)), ((43, 47), (44, 46)))
 UPPER_LID_SHARE = 0.7
+# Expression transfer: the head's pose is fitted on the nose bridge and eye corners (moved by neither blinks nor
+# talking); reenactment moves the brows, lids, mouth and lower jaw, mouth re-rendering the mouth and lower jaw.
+RIGID = np.array([27, 28, 29, 30, 36, 39, 42, 45])
+LOWER_JAW = np.arange(5, 12)
+FACE_EXPRESSION = np.concatenate([BROWS, [p for eye in LIDS for pair in eye for p in pair], MOUTH, LOWER_JAW])
+MOUTH_EXPRESSION = np.concatenate([MOUTH, LOWER_JAW])
+MOUTH_REGION = np.concatenate([MOUTH, np.arange(4, 13)])  # mouth and the jaw below it: mouth_rerender's mask
+# (upper, lower) pairs the transferred expression never crosses: inner lips, then lids.
+CLOSING_PAIRS = ((61, 67), (62, 66), (63, 65), *(pair for eye in LIDS for pair in eye))
 # Talking opens the mouth by d pixels: each listed landmark moves down by weight × d.
 JAW_DROP = {
     **{i: 1.0 for i in (*range(55, 60), *range(65, 68))},  # lower lip
@@ -64,6 +74,20 @@ def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Points [N, 2] through a 2x3 affine matrix (as `cv2.warpAffine` moves content), float32."""
     matrix = np.asarray(matrix, np.float64)
     return (np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least-squares similarity (rotation, uniform scale, translation) taking points [N, 2] `source` onto
+    `target`, float64 [2, 3]."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    ones, zeros = np.ones(len(source)), np.zeros(len(source))
+    # x' = a x - b y + tx, y' = b x + a y + ty
+    rows = np.concatenate([
+        np.stack([source[:, 0], -source[:, 1], ones, zeros], axis=1),
+        np.stack([source[:, 1], source[:, 0], zeros, ones], axis=1),
+    ])  # fmt: skip
+    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, np.concatenate([target[:, 0], target[:, 1]]), rcond=None)
+    return np.array([[a, -b, tx], [b, a, ty]])
 
 
 def _border_anchors(height: int, width: int) -> np.ndarray:
@@ -105,7 +129,7 @@ def piecewise_warp(
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _face_width(landmarks: np.ndarray) -> float:
+def face_width(landmarks: np.ndarray) -> float:
     """Distance between the jaw's ends (0 and 16)."""
     return float(np.linalg.norm(landmarks[16] - landmarks[0]))
 
@@ -208,7 +232,7 @@ def _morph(landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """New landmarks: jaw width and length, eye spacing and size, brow height, nose length and width, mouth width and
     height moved by random amounts (fractions of the face width)."""
     points = landmarks.astype(np.float64).copy()
-    width = _face_width(points)
+    width = face_width(points)
     centre_x = points[27, 0]
     eye_y = points[np.concatenate(EYES), 1].mean()
     chin_y = points[8, 1]
@@ -276,7 +300,7 @@ def _identity(base: Identity, silhouette: np.ndarray, rng: np.random.Generator, 
                    for x in (base.image, silhouette))  # fmt: skip
     rgb = rgb.astype(np.float32) / 255
     landmarks = apply_affine(morphed, framing)
-    width = _face_width(landmarks)
+    width = face_width(landmarks)
     # Skin: the face with forehead, ears and neck, softly.
     skin_points = np.concatenate([landmarks, landmarks[JAW[3:14]] + (0, 0.3 * width)])
     skin = face_mask(skin_points, rgb.shape, 0.08 * width, forehead=0.35)
@@ -355,7 +379,7 @@ def animate(identity: Identity, frames: int, seed: int, fps: float = 25) -> tupl
     times = np.arange(frames) / fps
     base = identity.landmarks.astype(np.float64)
     closure = _blinks(rng, frames, fps)
-    opening = _mouth(rng, times) * rng.uniform(0.08, 0.14) * _face_width(base)
+    opening = _mouth(rng, times) * rng.uniform(0.08, 0.14) * face_width(base)
     shift_x, shift_y = (_smooth(rng, times, 0.03 * size, 0.05, 0.5) for _ in range(2))
     angle = _smooth(rng, times, 5.0, 0.05, 0.5)
     scale = 1 + _smooth(rng, times, 0.03, 0.05, 0.5)
@@ -384,7 +408,7 @@ def animate(identity: Identity, frames: int, seed: int, fps: float = 25) -> tupl
 # --------------------------------------------------------------------------- #
 
 
-def _colour_transfer(face: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def colour_transfer(face: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """`face` (uint8 RGB) with its LAB mean and std under `weight` matched to the target's, float32 RGB in [0, 255]."""
     face_lab, target_lab = (cv2.cvtColor(x.astype(np.float32) / 255, cv2.COLOR_RGB2Lab) for x in (face, target))
     inside = weight > 0
@@ -396,7 +420,7 @@ def _colour_transfer(face: np.ndarray, target: np.ndarray, weight: np.ndarray) -
     return np.clip(cv2.cvtColor(matched.astype(np.float32), cv2.COLOR_Lab2RGB) * 255, 0, 255)
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """The bounding window (x0, y0, x1, y1) of a mask's non-zero pixels (a 1-pixel window if there are none)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not len(rows):
@@ -410,7 +434,7 @@ def landmark_swap(
     target_frame: np.ndarray,
     target_landmarks: np.ndarray,
     feather: float = 6.0,
-    colour_transfer: bool = True,
+    colour_match: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """FaceSwap-style graphics swap of the source face onto the target: (fake uint8 [H, W, 3], mask float32 [H, W]).
 
@@ -420,11 +444,11 @@ def landmark_swap(
     is computed; outside it the fake is the target.
     """
     mask = face_mask(target_landmarks, target_frame.shape, feather)
-    x0, y0, x1, y1 = _box(mask)
+    x0, y0, x1, y1 = mask_box(mask)
     window = (slice(y0, y1), slice(x0, x1))
     face = piecewise_warp(source_frame, source_landmarks, target_landmarks, box=(x0, y0, x1, y1))
-    if colour_transfer:
-        face = _colour_transfer(face, target_frame[window], mask[window])
+    if colour_match:
+        face = colour_transfer(face, target_frame[window], mask[window])
     fake = target_frame.copy()
     fake[window] = blend(target_frame[window], face, mask[window])
     return fake, mask
@@ -438,14 +462,7 @@ def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.
     """
     points = np.asarray(landmarks, np.float64)
     source = np.stack([points[[36, 39]].mean(0), points[[42, 45]].mean(0), points[30], points[48], points[54]])
-    target = ALIGN_TEMPLATE * size
-    # x' = a x - b y + tx, y' = b x + a y + ty
-    rows = np.concatenate([
-        np.stack([source[:, 0], -source[:, 1], np.ones(5), np.zeros(5)], axis=1),
-        np.stack([source[:, 1], source[:, 0], np.zeros(5), np.ones(5)], axis=1),
-    ])  # fmt: skip
-    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, np.concatenate([target[:, 0], target[:, 1]]), rcond=None)
-    matrix = np.array([[a, -b, tx], [b, a, ty]])
+    matrix = _similarity(source, ALIGN_TEMPLATE * size)
     crop = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return crop, matrix
 
@@ -457,3 +474,101 @@ def paste_face(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray) -> np.nd
     cv2.warpAffine(crop, np.asarray(matrix, np.float64), frame.shape[1::-1], dst=pasted,
                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_TRANSPARENT)  # fmt: skip
     return pasted
+
+
+# --------------------------------------------------------------------------- #
+# Expression transfer: reenactment and mouth re-rendering
+# --------------------------------------------------------------------------- #
+
+
+def _transfer_expression(target_landmarks: np.ndarray, driver_landmarks: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The target's landmarks [T, 68, 2] with `points` following the driver's expression, float32; the rest unchanged.
+
+    Each video's pose at frame t is the similarity fitted (on RIGID) from its mean shape to that frame. The driver's
+    expression is its frame mapped back by the inverse of its pose, minus its mean shape, scaled by the ratio of the
+    mean shapes' face widths (target / driver); it is added to the target's mean shape (the lower inner lip and lids
+    kept from rising above the upper ones) and moved by the target's pose. Both videos must have the same length.
+    """
+    target, driver = np.asarray(target_landmarks, np.float64), np.asarray(driver_landmarks, np.float64)
+    if target.ndim != 3 or target.shape[1:] != (68, 2) or driver.shape[1:] != target.shape[1:]:
+        raise ValueError(f'landmarks must be [T, 68, 2], got target {target.shape} and driver {driver.shape}')
+    if len(driver) != len(target):
+        raise ValueError(f'the driver has {len(driver)} frames and the target {len(target)}: they must match')
+    target_mean, driver_mean = target.mean(axis=0), driver.mean(axis=0)
+    scale = face_width(target_mean) / face_width(driver_mean)
+    upper, lower = np.array(CLOSING_PAIRS).T
+    new = target.copy()
+    for t in range(len(target)):
+        back = cv2.invertAffineTransform(_similarity(driver_mean[RIGID], driver[t, RIGID]))
+        shape = target_mean + scale * (apply_affine(driver[t], back) - driver_mean)
+        shape[lower, 1] = np.maximum(shape[lower, 1], shape[upper, 1])
+        new[t, points] = apply_affine(shape, _similarity(target_mean[RIGID], target[t, RIGID]))[points]
+    return new.astype(np.float32)
+
+
+def _rewarp(
+    frames: np.ndarray,
+    landmarks: np.ndarray,
+    new_landmarks: np.ndarray,
+    region: np.ndarray,
+    feather: float,
+    render_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames warped from their landmarks to the new ones and blended back: (fake uint8 [T, H, W, 3], masks float32).
+
+    The mask is the feathered hull of the `region` landmarks, old and new (so a face that shrinks leaves no trace
+    of its old outline); only its bounding window is warped (and, with `render_scale` < 1, resampled down by it,
+    area-averaged, and back up, bilinearly) and blended by `blend`; outside the window the fake is the frame.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) != len(landmarks):
+        raise ValueError(f'target frames {frames.shape} must be [T, H, W, 3] for {len(landmarks)} landmark frames')
+    fake, masks = frames.copy(), np.empty(frames.shape[:3], np.float32)
+    for t, (frame, old, new) in enumerate(zip(frames, landmarks, new_landmarks)):
+        masks[t] = face_mask(np.concatenate([old[region], new[region]]), frame.shape, feather)
+        x0, y0, x1, y1 = mask_box(masks[t])
+        window = (slice(y0, y1), slice(x0, x1))
+        face = piecewise_warp(frame, old, new, box=(x0, y0, x1, y1))
+        if render_scale < 1:
+            small = (max(1, round((x1 - x0) * render_scale)), max(1, round((y1 - y0) * render_scale)))
+            face = cv2.resize(cv2.resize(face, small, interpolation=cv2.INTER_AREA), (x1 - x0, y1 - y0),
+                              interpolation=cv2.INTER_LINEAR)  # fmt: skip
+        fake[t][window] = blend(frame[window], face, masks[t][window])
+    return fake, masks
+
+
+def reenact(
+    target_frames: np.ndarray, target_landmarks: np.ndarray, driver_landmarks: np.ndarray, feather: float = 6.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face2Face-style reenactment: the target keeps its identity and head pose, its brows, lids, mouth and lower jaw
+    follow the driver's expression. (fake uint8 [T, H, W, 3], masks float32 [T, H, W], new landmarks float32
+    [T, 68, 2]).
+
+    The driver's landmarks must have the target's frame count (ValueError otherwise). The expression points
+    (FACE_EXPRESSION) move as `_transfer_expression` says, the others keep the target's; each frame is warped
+    piecewise-affinely onto the new landmarks and blended with the feathered hull of its old and new landmarks.
+    """
+    new = _transfer_expression(target_landmarks, driver_landmarks, FACE_EXPRESSION)
+    fake, masks = _rewarp(target_frames, np.asarray(target_landmarks, np.float32), new, np.arange(68), feather)
+    return fake, masks, new
+
+
+def mouth_rerender(
+    target_frames: np.ndarray,
+    target_landmarks: np.ndarray,
+    driver_landmarks: np.ndarray,
+    feather: float = 4.0,
+    render_scale: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """NeuralTextures-style mouth re-rendering: (fake uint8 [T, H, W, 3], masks float32 [T, H, W]).
+
+    The target's mouth and lower jaw (MOUTH_EXPRESSION) follow the driver's mouth as in `reenact`; the mouth region is
+    warped onto them and "re-rendered" (resampled down by `render_scale` and back up, the loss of detail of a neural
+    renderer), then blended with the feathered hull of the mouth and the jaw below it (MOUTH_REGION, old and new
+    landmarks), as FF++'s NeuralTextures masks cover the mouth. Equal frame counts are required, as in `reenact`.
+    """
+    if not 0 < render_scale <= 1:
+        raise ValueError(f'render_scale must be in (0, 1], got {render_scale}')
+    new = _transfer_expression(target_landmarks, driver_landmarks, MOUTH_EXPRESSION)
+    landmarks = np.asarray(target_landmarks, np.float32)
+    return _rewarp(target_frames, landmarks, new, MOUTH_REGION, feather, render_scale)

@@ -36,7 +36,7 @@ import optax
 MODELS = ('Faceswap', 'Lightweight', 'IAE', 'Dfaker', 'DFL-H128')
 FULL_WIDTH = 128  # faceswap's first encoder conv
 WIDTH = 8  # reduced default: every channel count / 16 (≈ 1/256 of faceswap's FLOPs; 16 costs 2.5-4x more on CPU)
-LEARNING_RATE = 1e-3  # faceswap: 5e-5 for 100k+ iterations; 1e-3 converges within a few hundred steps at this size
+LEARNING_RATE = 3e-3  # faceswap: 5e-5 for 100k+ iterations; 3e-3 gives detectable faces within 100-200 steps here
 ADAM_B1 = 0.5  # faceswap's Adam: beta_1 0.5, beta_2 0.999
 CONVERT_BATCH = 32
 PRNG = 'rbg'  # XLA's RngBitGenerator: compiles in a fraction of threefry's time on CPU, same results for a seed
@@ -284,13 +284,11 @@ def _bilinear(image: jnp.ndarray, coords: jnp.ndarray) -> jnp.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-def _batch(key: jax.Array, inputs: jnp.ndarray, targets: jnp.ndarray, size: int) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """A random batch (with replacement): flipped at random, input warped."""
-    k_index, k_flip, k_warp = jax.random.split(key, 3)
-    index = jax.random.randint(k_index, (size,), 0, inputs.shape[0])
-    flip = jax.random.bernoulli(k_flip, 0.5, (size, 1, 1, 1))
-    x, y = inputs[index], targets[index]
-    x, y = jnp.where(flip, x[:, :, ::-1], x), jnp.where(flip, y[:, :, ::-1], y)
+def _batch(key: jax.Array, inputs: jnp.ndarray, targets: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """A batch flipped at random, its inputs warped."""
+    k_flip, k_warp = jax.random.split(key)
+    flip = jax.random.bernoulli(k_flip, 0.5, (inputs.shape[0], 1, 1, 1))
+    x, y = jnp.where(flip, inputs[:, :, ::-1], inputs), jnp.where(flip, targets[:, :, ::-1], targets)
     return _augment_input(k_warp, x), y
 
 
@@ -313,21 +311,20 @@ def _init_params(module: nn.Module, seed: int, x_a: jnp.ndarray, x_b: jnp.ndarra
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-@functools.partial(jax.jit, static_argnames=('module', 'batch_size', 'learning_rate'))
+@functools.partial(jax.jit, static_argnames=('module', 'learning_rate'))
 def _train_step(
     module: nn.Module,
-    batch_size: int,
     learning_rate: float,
     params: Any,
     opt_state: Any,
-    data: tuple[jnp.ndarray, ...],
+    batch: tuple[jnp.ndarray, ...],
     key: jax.Array,
 ) -> tuple[Any, Any, jnp.ndarray]:
-    """One Adam step on the sum of both identities' mean absolute reconstruction errors."""
-    inputs_a, targets_a, inputs_b, targets_b = data
+    """One Adam step on the sum of both identities' mean absolute reconstruction errors (inputs flipped and warped)."""
+    inputs_a, targets_a, inputs_b, targets_b = batch
     k_a, k_b = jax.random.split(key)
-    x_a, y_a = _batch(k_a, inputs_a, targets_a, batch_size)
-    x_b, y_b = _batch(k_b, inputs_b, targets_b, batch_size)
+    x_a, y_a = _batch(k_a, inputs_a, targets_a)
+    x_b, y_b = _batch(k_b, inputs_b, targets_b)
 
     def loss_fn(params):
         out_a, out_b = module.apply({'params': params}, x_a, x_b)
@@ -351,21 +348,26 @@ def train_swap_model(
 ) -> SwapModel:
     """Train model `name` for `steps` steps on uint8 [N, S, S, 3] aligned face crops of identities A and B (any S).
 
-    Each step draws `batch_size` faces per identity. The result depends only on the inputs and `seed`; the compiled
-    step is reused by later calls with the same model, width, batch size, learning rate and numbers of faces.
+    Each step draws `batch_size` faces per identity (with replacement, numpy's generator of `seed`). The result
+    depends only on the inputs, `seed` and the number of threads XLA runs on (`fdx synth` trains on one); the compiled
+    step depends only on the model, width, batch size and learning rate, so it is reused for any number of faces.
     """
     if steps < 1:
         raise ValueError(f'steps must be positive, got {steps}')
     spec = SPECS[name]
     module = spec.module(width)
     faces_a, faces_b = jnp.asarray(faces_a), jnp.asarray(faces_b)
-    data = tuple(_resize(faces, size) for faces in (faces_a, faces_b) for size in (spec.input_size, spec.output_size))
-    train_key = jax.random.key(seed, impl=PRNG)
+    data = [
+        np.asarray(_resize(faces, size)) for faces in (faces_a, faces_b) for size in (spec.input_size, spec.output_size)
+    ]
+    train_key, rng = jax.random.key(seed, impl=PRNG), np.random.default_rng(seed)
     params = _init_params(module, seed, data[0][:1], data[2][:1])
     opt_state, losses = _optimizer(learning_rate).init(params), []
     for step in range(steps):  # a Python loop: the same step under lax.scan runs ~10x slower on XLA CPU
+        index_a, index_b = rng.integers(0, len(data[0]), batch_size), rng.integers(0, len(data[2]), batch_size)
+        batch = (data[0][index_a], data[1][index_a], data[2][index_b], data[3][index_b])
         key = jax.random.fold_in(train_key, step)
-        params, opt_state, loss = _train_step(module, batch_size, learning_rate, params, opt_state, data, key)
+        params, opt_state, loss = _train_step(module, learning_rate, params, opt_state, batch, key)
         losses.append(loss)
     return SwapModel(name, module, {'params': params}, spec.input_size, spec.output_size, np.asarray(jnp.stack(losses)))
 
@@ -398,3 +400,14 @@ def reconstruction_error(model: SwapModel, faces: np.ndarray, identity: str) -> 
     """Mean absolute error in [0, 1] units between `faces` decoded as `identity` and the faces at the output size."""
     targets = np.asarray(_resize(jnp.asarray(faces), model.output_size))
     return float(np.mean(np.abs(_decode(model, faces, identity) - targets)))
+
+
+def train_and_swap(name: str, pairs: Sequence[tuple[np.ndarray, np.ndarray, int]], **training) -> list[tuple]:
+    """Model `name` trained on each (faces A, faces B, seed) of `pairs` (`train_swap_model`'s keyword arguments), then
+    swapping: per pair (B's faces as A, A's faces as B, losses). What `fdx synth` runs in its one-core generator
+    workers (`fdx.synth.build.GeneratorPool`); one model per call compiles its step once."""
+    results = []
+    for faces_a, faces_b, seed in pairs:
+        model = train_swap_model(name, faces_a, faces_b, seed=seed, **training)
+        results.append((swap(model, faces_b, 'a'), swap(model, faces_a, 'b'), model.losses))
+    return results
