@@ -11,7 +11,9 @@ and a skip, output = 5x5 conv + sigmoid. Only RGB is decoded (faceswap's optiona
 width by `width / 128` (`width` is the first encoder conv's channels: 128 in faceswap, `WIDTH` here). NHWC; inputs
 and outputs are RGB in [0, 1]. Training (`train_swap_model`): Adam on the mean absolute error of both identities'
 reconstructions at the output size, with faceswap's augmentation in a cheap form: random flip of input and target,
-random affine jitter plus a smooth random warp of the input only.
+random affine jitter plus a smooth random warp of the input only. XLA's CPU reductions depend on its thread count, so
+`fdx synth` trains and swaps in one-core processes (`train_and_swap`, `fdx.synth.build.GeneratorPool`): the same
+weights for a seed on any number of cores.
 
 Channels at faceswap's full size (width 128) | reduced (`WIDTH` 8): convs / dense / reshape → encoder Ups / decoder Ups
     Faceswap     128-256-512-1024 / 1024 / 4x4x1024 → 512 / 256-128-64    | 8-16-32-64 / 64 / 4x4x64 → 32 / 16-8-4
