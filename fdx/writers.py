@@ -10,6 +10,21 @@ import numpy as np
 from flax import traverse_util
 
 
+def _summary_writer_class():
+    """tensorboardX's `SummaryWriter`, imported without PyTorch where torch is not loaded yet: tensorboardX imports
+    torch, when installed, only to name `torch.Tensor` in its type hints (fdx logs floats), which cost every
+    `fdx train` 4 s on the 2-core machine of the README where the `torch` extra is installed."""
+    if 'tensorboardX' not in sys.modules and 'torch' not in sys.modules:
+        sys.modules['torch'] = None  # `import torch` raises ImportError while tensorboardX is imported
+        try:
+            import tensorboardX  # noqa: F401
+        finally:
+            del sys.modules['torch']
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter
+
+
 class MetricWriter:
     """Writes scalars to `<workdir>/metrics.jsonl` (one object per step) and TensorBoard events in `<workdir>/tb`.
 
@@ -20,8 +35,7 @@ class MetricWriter:
         self.active = jax.process_index() == 0
         if not self.active:
             return
-        from tensorboardX import SummaryWriter
-
+        SummaryWriter = _summary_writer_class()
         workdir = Path(workdir)
         self._jsonl = open(workdir / 'metrics.jsonl', 'a')
         self._tb = SummaryWriter(str(workdir / 'tb'))

@@ -12,6 +12,7 @@ from fdx.models import pretrained
 from fdx.models.resnet import Bottleneck, resnet50
 from fdx.models.vit import VisionTransformer
 from fdx.models.xception import LAYERS, Xception
+from fdx.state import prng_key  # jax.random.key's numbers, initialisers compiled faster on CPU
 
 
 def abstract_variables(module, size):
@@ -48,7 +49,7 @@ def small_xception():
     """A 64px Xception with non-trivial batch statistics (one training step's update)."""
     module = Xception(num_classes=3)
     x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-    variables = jax.jit(module.init)(jax.random.key(0), x)
+    variables = jax.jit(module.init)(prng_key(0), x)
     _, updates = jax.jit(functools.partial(module.apply, train=True, mutable=['batch_stats']))(variables, x)
     return module, {**variables, **updates}, x
 
@@ -121,7 +122,7 @@ def test_resnet_features_and_headless():
 def test_vit_tokens_attention_and_other_grids():
     module = VisionTransformer(num_classes=0, width=32, depth=2, num_heads=4, mlp_dim=64)
     x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
-    variables = jax.jit(module.init)(jax.random.key(0), x)
+    variables = jax.jit(module.init)(prng_key(0), x)
     assert variables['params']['pos_embed'].shape == (1, 1 + 14 * 14, 32)
     (out, features), state = jax.jit(functools.partial(module.apply, mutable=['intermediates']))(variables, x)
     assert out.shape == (2, 32) and features['tokens'].shape == (2, 1 + 16, 32)
@@ -134,7 +135,7 @@ def test_vit_tokens_attention_and_other_grids():
 def test_bf16_compute_keeps_f32_params():
     module = Xception(num_classes=2, dtype=jnp.bfloat16)
     x = jnp.ones((1, 64, 64, 3))
-    variables = jax.jit(module.init)(jax.random.key(0), x)
+    variables = jax.jit(module.init)(prng_key(0), x)
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype('float32')}
     out, features = jax.jit(module.apply)(variables, x)
     assert out.dtype == jnp.float32 and features['block4'].dtype == jnp.bfloat16
@@ -145,8 +146,8 @@ def test_bf16_compute_keeps_f32_params():
 def test_dropout_needs_rng_only_in_training():
     module = VisionTransformer(num_classes=2, width=16, depth=1, num_heads=2, mlp_dim=32, dropout_rate=0.5)
     x = jnp.ones((2, 32, 32, 3))
-    variables = jax.jit(module.init)(jax.random.key(0), x)
+    variables = jax.jit(module.init)(prng_key(0), x)
     train_apply = jax.jit(lambda v, key: module.apply(v, x, train=True, rngs={'dropout': key})[0])
-    assert not np.allclose(train_apply(variables, jax.random.key(1)), train_apply(variables, jax.random.key(2)))
+    assert not np.allclose(train_apply(variables, prng_key(1)), train_apply(variables, prng_key(2)))
     eval_apply = jax.jit(lambda v: module.apply(v, x)[0])
     np.testing.assert_array_equal(eval_apply(variables), eval_apply(variables))

@@ -215,7 +215,7 @@ def test_mini_trains_and_evaluates_on_synth_ffpp(prepared_ffpp, tmp_path):
         "--config.loss.metric_features=('block4','decoder2','decoder4')",
         '--config.loss.metric_form=hinge',
         '--config.loss.flooding=0.04',
-        '--config.eval_splits=("test",)',
+        '--config.eval_splits=()',  # evaluated by `fdx eval` below
         '--config.select.split=',  # the tiny tree has no val split
     ]
     assert cli.main(['train', '--config', f'{CONFIG}:mini', '--workdir', str(workdir), *overrides]) == 0
@@ -223,7 +223,8 @@ def test_mini_trains_and_evaluates_on_synth_ffpp(prepared_ffpp, tmp_path):
     train_rows = [row for row in logged if 'loss/reconstruction' in row]
     assert train_rows and all(np.isfinite(row['loss/metric']) for row in train_rows)
     out = tmp_path / 'eval'
-    assert cli.main(['eval', '--workdir', str(workdir), '--out', str(out), '--reconstructions', '3']) == 0
+    args = ['--workdir', str(workdir), '--split', 'test', '--out', str(out), '--reconstructions', '3']
+    assert cli.main(['eval', *args]) == 0
     results = json.loads((out / 'metrics_test.json').read_text())
     assert {'acc', 'auc'} <= set(results['frame']) and {'acc', 'auc'} <= set(results['video'])
     grid = out / 'maps_test.png'

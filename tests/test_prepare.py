@@ -8,6 +8,7 @@ import media
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from compilation_cache import persistent_compilation_cache
 
 from fdx import cli
 from fdx.input import prepare as prepare_lib
@@ -16,6 +17,13 @@ from fdx.input.views import SplitIndex
 
 FRAMES = 4  # sampled per video
 VIDEO = dict(frames=12, size=192)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def compilation_cache(tmp_path_factory):
+    """The tiny runs on the same view (here, a grid's points and crosseval's evaluations) compile each program once."""
+    with persistent_compilation_cache(tmp_path_factory.mktemp('jax-cache')) as path:
+        yield path
 
 
 def degrade(path: Path, frames: list[np.ndarray]) -> None:
@@ -440,6 +448,7 @@ def test_quality_grid_and_cross_quality_table(dfdm, tmp_path, monkeypatch, capsy
     monkeypatch.setenv('PYTHONPATH', str(Path(__file__).parent))
     spec = f'{Path(__file__).parent}/configs/tiny_prepared.py:clip'
     grid = ['grid', spec, f'--config.data.dir={root / "data"}', '--root', str(tmp_path), '--name', 'table5']
+    grid.append('--config.eval_splits=()')  # crosseval evaluates every point on every quality
     assert cli.main([*grid, '--backend', 'local']) == 0
     capsys.readouterr()
     assert (
