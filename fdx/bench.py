@@ -577,7 +577,7 @@ def parser() -> argparse.ArgumentParser:
     prep = add('prepare', '`fdx prepare` frames/s; unknown options go to `fdx prepare`')
     prep.add_argument('dataset', help='ffpp | celebdf | dfdm')
     prep.add_argument('--src', required=True)
-    prep.add_argument('--workers', type=int, default=os.cpu_count() or 1)
+    prep.add_argument('--workers', type=int, default=len(os.sched_getaffinity(0)))
     return p
 
 

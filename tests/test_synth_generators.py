@@ -149,7 +149,8 @@ def test_generator_workers_do_not_depend_on_the_core_count(faces, tmp_path):
         ['taskset', '-c', core, sys.executable, '-c', script, *map(str, files)], stdout=subprocess.PIPE, text=True
     )
     pool = build.GeneratorPool(build.SIZES['tiny'], build.DIFFICULTIES['standard'])
-    pool.training = training
+    pool.steps = training['steps'] / generators.SPECS['Faceswap'].steps_scale
+    pool.training = {k: v for k, v in training.items() if k != 'steps'}
     try:
         results = pool.submit('Faceswap', [(faces_a, faces_b, 7)]).result()
     finally:

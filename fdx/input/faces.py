@@ -58,7 +58,8 @@ class DlibDetector:
         self.upsample = state['upsample']
         self._models = None
 
-    def _load(self):
+    def load(self):
+        """Builds the dlib detector and landmark predictor now (else on first use); returns them."""
         if self._models is None:
             try:
                 import dlib
@@ -69,7 +70,7 @@ class DlibDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Every frontal face in a uint8 RGB (or grayscale) frame, in the detector's order (best first)."""
-        detector, predictor = self._load()
+        detector, predictor = self.load()
         image = np.ascontiguousarray(rgb, dtype=np.uint8)
         rects, scores, _ = detector.run(image, self.upsample, 0.0)
         faces = []

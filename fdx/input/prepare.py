@@ -204,7 +204,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--format', dest='image_format', choices=('png', 'jpg'), default=Options.image_format)
     parser.add_argument('--jpeg-quality', type=int, default=Options.jpeg_quality)
     parser.add_argument('--seed', type=int, default=0, help='dfdm: seed of the 70/30 video split')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
+    parser.add_argument('--workers', type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args(argv)
     options = Options(
         args.sampling,

@@ -49,7 +49,7 @@ class Size:
     dfdm_videos_per_identity: int  # videos of the DFDM pair (identities 0 and 1): each model makes 2× this many fakes
     frames: int  # per video
     frame_size: int
-    generator_steps: int  # autoencoder training steps per model and identity pair
+    generator_steps: int  # autoencoder training steps per identity pair (× the model's `GeneratorSpec.steps_scale`)
     generator_batch: int
     generator_width: int  # first encoder conv's channels (faceswap: 128), fdx.synth.generators
     ffpp_split: tuple[int, int, int]  # FF++ pairs in train / val / test
@@ -164,10 +164,11 @@ def encode(frames: np.ndarray, outputs: Sequence[tuple[Path, int]]) -> None:
 
 
 class Encoder:
-    """Encodes videos in background threads (`os.cpu_count()` ffmpeg processes) while the next ones are made."""
+    """Encodes videos in background threads (one ffmpeg process per core this process may use) while the next ones
+    are made."""
 
     def __init__(self):
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)))
         self._jobs: list[concurrent.futures.Future] = []
         self.files = 0
 
@@ -287,17 +288,15 @@ class GeneratorPool:
         self._pool = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=context, initializer=_pin_to_one_core, initargs=(context.Value('i', 0),)
         )
-        self.training = {
-            'steps': max(1, round(difficulty.training * size.generator_steps)),
-            'batch_size': size.generator_batch,
-            'width': size.generator_width,
-        }
+        self.steps = difficulty.training * size.generator_steps
+        self.training = {'batch_size': size.generator_batch, 'width': size.generator_width}
 
     def submit(self, name: str, pairs: Sequence[tuple[np.ndarray, np.ndarray, int]]) -> concurrent.futures.Future:
         """Future of `generators.train_and_swap`: per (faces A, faces B, seed), (B's faces as A, A's as B, losses)."""
         from fdx.synth import generators
 
-        return self._pool.submit(generators.train_and_swap, name, pairs, **self.training)
+        steps = max(1, round(self.steps * generators.SPECS[name].steps_scale))
+        return self._pool.submit(generators.train_and_swap, name, pairs, steps=steps, **self.training)
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -365,7 +364,7 @@ def _build(out: Path, seed: int, size: Size, difficulty: Difficulty, encoder: En
     """Makes every video and hands it to `encoder`; the autoencoders train in `pool` meanwhile. Returns the videos
     per tree and group, and the FF++ pairs."""
     from fdx.synth import faces
-    from fdx.synth.generators import MODELS
+    from fdx.synth.generators import MODELS, SPECS
 
     counts: dict[str, dict[str, int]] = {}
 
@@ -399,7 +398,8 @@ def _build(out: Path, seed: int, size: Size, difficulty: Difficulty, encoder: En
     pairs[CELEBDF_GENERATOR] += [
         (celeb_aligned[a][0], celeb_aligned[b][0], _seed(seed, n + a, n + b, 0)) for a, b in celeb_pairs
     ]
-    jobs = {name: pool.submit(name, model_pairs) for name, model_pairs in pairs.items()}
+    longest_first = sorted(pairs, key=lambda name: -SPECS[name].output_size * SPECS[name].input_size)
+    jobs = {pool.submit(name, pairs[name]): name for name in longest_first}
 
     # FaceForensics++: reals, then per pair and direction FaceSwap (landmark warp), Face2Face (expression
     # reenactment), NeuralTextures (mouth re-rendering) now and Deepfakes once its autoencoder is trained.
@@ -459,8 +459,9 @@ def _build(out: Path, seed: int, size: Size, difficulty: Difficulty, encoder: En
         write('celebdf', 'YouTube-real', videos[n + c + k][0].frames, [(celebdf / name, CELEBDF_CRF)])
         test_lines += [f'1 {name}'] if k < size.youtube_videos // 2 else []
 
-    # The autoencoder swaps as their jobs finish: DFDM (the same pasting for all five), FF++ Deepfakes, Celeb-DF
-    # (its improved blending: full colour transfer and a wider feathered mask).
+    # The autoencoder swaps as their jobs finish: DFDM (the same pasting for all five), FF++ Deepfakes (Faceswap),
+    # Celeb-DF (its improved blending: full colour transfer and a wider feathered mask). Every output's bytes are the
+    # same in any order of completion.
     masks_cache: dict[int, np.ndarray] = {}
 
     def masks_of(video: Video, difficulty: Difficulty = difficulty) -> np.ndarray:
@@ -468,36 +469,43 @@ def _build(out: Path, seed: int, size: Size, difficulty: Difficulty, encoder: En
             masks_cache[id(video)] = blend_masks(video, difficulty)
         return masks_cache[id(video)]
 
-    start = time.perf_counter()
-    results = {name: job.result() for name, job in jobs.items()}
-    progress(f'autoencoders trained (waited {time.perf_counter() - start:.1f} s)')
-    for name in MODELS:
-        swaps = _autoencoder_swaps(results[name][0], (0, 1), videos, aligned, masks_of, difficulty)
-        for (source, target, scene), (fake, masks) in swaps.items():
-            stem = f'id{source:02d}_id{target:02d}_{scene:04d}_{name}'
-            write('dfdm', name, fake, [(out / 'dfdm' / f'DFDM_crf{crf}' / f'{stem}.mp4', crf) for crf in DFDM_CRFS])
-            if name == 'Faceswap' and scene < size.videos_per_identity:
-                write_ffpp('Deepfakes', f'{number[target, scene]}_{number[source, scene]}', fake, _masks_u8(masks))
-    for pair, swapped in zip(ffpp_pairs_ids, results['Faceswap'][1:]):
-        for (source, target, scene), (fake, masks) in _autoencoder_swaps(
-            swapped, pair, ffpp_videos, ffpp_aligned, masks_of, difficulty
-        ).items():
-            write_ffpp('Deepfakes', f'{number[target, scene]}_{number[source, scene]}', fake, _masks_u8(masks))
     celeb_difficulty = dataclasses.replace(difficulty, feather=1.5 * difficulty.feather)
 
     def celeb_masks(video: Video) -> np.ndarray:
         return masks_of(video, celeb_difficulty)
 
-    for pair, swapped in zip(celeb_pairs, results[CELEBDF_GENERATOR][1:]):
-        swaps = _autoencoder_swaps(swapped, pair, celeb, celeb_aligned, celeb_masks, celeb_difficulty, colour_match=1.0)
-        for (source, target, scene), (fake, _) in sorted(swaps.items()):
-            name = f'Celeb-synthesis/id{target}_id{source}_{scene:04d}.mp4'
-            write('celebdf', 'Celeb-synthesis', fake, [(celebdf / name, CELEBDF_CRF)])
-            test_lines += [f'0 {name}'] if scene >= test_scene else []
+    def write_swaps(name: str, results: list[tuple]):
+        """Model `name`'s swaps (`train_and_swap`'s results, its pairs in `pairs[name]` order) pasted and written."""
+        swaps = _autoencoder_swaps(results[0], (0, 1), videos, aligned, masks_of, difficulty)
+        for (source, target, scene), (fake, masks) in swaps.items():
+            stem = f'id{source:02d}_id{target:02d}_{scene:04d}_{name}'
+            write('dfdm', name, fake, [(out / 'dfdm' / f'DFDM_crf{crf}' / f'{stem}.mp4', crf) for crf in DFDM_CRFS])
+            if name == 'Faceswap' and scene < size.videos_per_identity:
+                write_ffpp('Deepfakes', f'{number[target, scene]}_{number[source, scene]}', fake, _masks_u8(masks))
+        if name == 'Faceswap':
+            for pair, swapped in zip(ffpp_pairs_ids, results[1:]):
+                for (source, target, scene), (fake, masks) in _autoencoder_swaps(
+                    swapped, pair, ffpp_videos, ffpp_aligned, masks_of, difficulty
+                ).items():
+                    write_ffpp('Deepfakes', f'{number[target, scene]}_{number[source, scene]}', fake, _masks_u8(masks))
+        if name == CELEBDF_GENERATOR:
+            for pair, swapped in zip(celeb_pairs, results[1:]):
+                swaps = _autoencoder_swaps(
+                    swapped, pair, celeb, celeb_aligned, celeb_masks, celeb_difficulty, colour_match=1.0
+                )
+                for (source, target, scene), (fake, _) in sorted(swaps.items()):
+                    path = f'Celeb-synthesis/id{target}_id{source}_{scene:04d}.mp4'
+                    write('celebdf', 'Celeb-synthesis', fake, [(celebdf / path, CELEBDF_CRF)])
+                    if scene >= test_scene:
+                        test_lines.append(f'0 {path}')
+
+    start = time.perf_counter()
+    for job in concurrent.futures.as_completed(jobs):
+        write_swaps(jobs[job], job.result())
+        progress(f'{jobs[job]} trained, its swaps made ({time.perf_counter() - start:.1f} s)')
     celebdf.mkdir(parents=True, exist_ok=True)
     (celebdf / 'List_of_testing_videos.txt').write_text(''.join(f'{line}\n' for line in sorted(test_lines)))
-    progress(f'DFDM, Deepfakes and Celeb-synthesis videos made ({time.perf_counter() - start:.1f} s)')
-    return counts, ffpp_pairs
+    return {tree: dict(sorted(groups.items())) for tree, groups in counts.items()}, ffpp_pairs
 
 
 def main(argv: Sequence[str]) -> int:
@@ -511,7 +519,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--difficulty', choices=sorted(DIFFICULTIES), default=DEFAULT_DIFFICULTY)
     parser.add_argument('--report', action='store_true', help="then measure dlib's face-detection rate per class")
     parser.add_argument('--report-frames', type=int, default=8, help='frames sampled per video for --report')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='processes for --report')
+    parser.add_argument('--workers', type=int, default=len(os.sched_getaffinity(0)), help='processes for --report')
     args = parser.parse_args(argv)
     start = time.perf_counter()
     out = Path(args.out)

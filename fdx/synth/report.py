@@ -49,7 +49,7 @@ def _count_faces(task: tuple[dict[str, str], int]) -> dict[str, Any]:
     global _detector
     if _detector is None:
         _detector = faces.DlibDetector()
-        _detector._load()  # outside the video's time
+        _detector.load()  # outside the video's time
     start = time.perf_counter()
     paths, frames = task
     results = []
