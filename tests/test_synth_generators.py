@@ -1,10 +1,6 @@
 """DFDM generators (Table 2): shapes and structure per model, deterministic training that learns, distinct swaps."""
 
-import hashlib
 import itertools
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +9,7 @@ import pytest
 import skimage.data
 
 from fdx.input.layouts import MODELS as LAYOUT_MODELS
-from fdx.synth import build, generators
+from fdx.synth import generators
 from fdx.synth.generators import MODELS, SPECS, reconstruction_error, swap, train_swap_model
 
 BATCH = 4  # one batch size throughout, so each model's training step compiles once per session
@@ -129,32 +125,3 @@ def test_models_leave_different_outputs(trained, faces):
         outputs[name] = np.asarray(jax.image.resize(out, (8, 64, 64, 3), 'linear', antialias=True))
     for first, second in itertools.combinations(MODELS, 2):
         assert np.abs(outputs[first] - outputs[second]).mean() > 3.0, (first, second)
-
-
-def test_generator_workers_do_not_depend_on_the_core_count(faces, tmp_path):
-    """`fdx synth` trains in one-core workers: a pool job equals the same training in a process allowed one core
-    (with more threads, XLA's CPU thread pool changes the order of sums and so the weights)."""
-    faces_a, faces_b = (np.ascontiguousarray(f[:, :64, :64]) for f in faces)
-    training = {'steps': 20, 'batch_size': BATCH, 'width': 8}
-    files = [tmp_path / 'a.npy', tmp_path / 'b.npy']
-    for path, array in zip(files, (faces_a, faces_b)):
-        np.save(path, array)
-    script = (
-        'import hashlib, sys, numpy as np; from fdx.synth import generators; '
-        f'r = generators.train_and_swap("Faceswap", [(np.load(sys.argv[1]), np.load(sys.argv[2]), 7)], **{training!r}); '
-        'print(hashlib.sha256(b"".join(np.asarray(x).tobytes() for t in r for x in t)).hexdigest())'
-    )
-    core = str(min(os.sched_getaffinity(0)))
-    one_core = subprocess.Popen(
-        ['taskset', '-c', core, sys.executable, '-c', script, *map(str, files)], stdout=subprocess.PIPE, text=True
-    )
-    pool = build.GeneratorPool(build.SIZES['tiny'], build.DIFFICULTIES['standard'])
-    pool.steps = training['steps'] / generators.SPECS['Faceswap'].steps_scale
-    pool.training = {k: v for k, v in training.items() if k != 'steps'}
-    try:
-        results = pool.submit('Faceswap', [(faces_a, faces_b, 7)]).result()
-    finally:
-        pool.close()
-    pooled = hashlib.sha256(b''.join(np.asarray(x).tobytes() for result in results for x in result)).hexdigest()
-    assert one_core.wait() == 0
-    assert one_core.stdout.read().strip() == pooled
