@@ -38,8 +38,8 @@ import optax
 MODELS = ('Faceswap', 'Lightweight', 'IAE', 'Dfaker', 'DFL-H128')
 FULL_WIDTH = 128  # faceswap's first encoder conv
 WIDTH = 8  # reduced default: every channel count / 16 (≈ 1/256 of faceswap's FLOPs; 16 costs 2.5-4x more on CPU)
-LEARNING_RATE = 3e-3  # faceswap: 5e-5 for 100k+ iterations; 3e-3 gives detectable faces within 100-200 steps here
-ADAM_B1 = 0.9  # faceswap: 0.5 (at its 5e-5); at LEARNING_RATE 0.5 let 1 of 4 seeds blow up mid-run (loss → 0.68)
+LEARNING_RATE = 3e-3  # faceswap: 5e-5 for 100k+ iterations; 3e-3 gives detectable faces within 200-400 steps here
+ADAM_B1 = 0.9  # faceswap: 0.5 (at its 5e-5 lr); 0.5 at LEARNING_RATE blew up 1 of 4 seeds mid-run (loss → 0.68)
 CONVERT_BATCH = 32
 PRNG = 'rbg'  # XLA's RngBitGenerator: compiles in a fraction of threefry's time on CPU, same results for a seed
 # Augmentation ranges, faceswap's defaults: rotation ±10°, zoom ±5 %, shift ±5 %; warp: 5x5 grid, std 5/256 of size.
