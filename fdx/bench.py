@@ -108,24 +108,50 @@ def classifier_config(arch: str, batch: int, size: int, dtype: str):
     return c
 
 
-def example_batch(config, batch: int, size: int) -> dict[str, np.ndarray]:
-    """A random batch of the method's input: frame / clip views are synthesised, other views take one real batch's
-    shapes (the data must then be prepared)."""
+def example_batch(config, batch: int) -> dict[str, np.ndarray]:
+    """A random batch of the method's input: synthetic data and views with a `spec` are synthesised, other views take
+    one real batch's shapes (the data must then be prepared)."""
+    from fdx import input as input_lib
+    from fdx import methods as methods_lib
     from fdx import train
 
     rng = np.random.default_rng(0)
     data = config.data
-    if data.name == 'synthetic' or data.train_view in ('frame', 'clip'):
-        frames = data.frames if data.name == 'synthetic' else (data.clip.frames if data.train_view == 'clip' else 0)
-        shape = (batch, *((frames,) if frames else ()), size, size, 3)
+    classes = len(data.class_names)
+    if data.name == 'synthetic':
+        shape = (batch, *((data.frames,) if data.frames else ()), data.image_size, data.image_size, 3)
+        spec = {'image': (shape[1:], 'float32'), 'label': ((), 'int32')}
+    else:
+        methods_lib.method_class(config)  # a method's module may register the views it reads
+        spec = input_lib.build_view(data, 'train').spec()
+    if spec is not None:
         return {
-            'image': rng.uniform(-1, 1, shape).astype(np.float32),
-            'label': rng.integers(0, len(data.class_names), batch).astype(np.int32),
+            key: rng.uniform(-1, 1, (batch, *shape)).astype(dtype)
+            if np.dtype(dtype).kind == 'f'
+            else rng.integers(0, classes if key in ('label', 'class_id') else 1, (batch, *shape)).astype(dtype)
+            for key, (shape, dtype) in spec.items()
         }
     from fdx.input import pipeline
 
     real = next(iter(pipeline.make_loader(train.train_dataset(config), workers=0)))
     return {k: rng.uniform(-1, 1, v.shape).astype(v.dtype) if v.dtype.kind == 'f' else v for k, v in real.items()}
+
+
+def set_input_size(config, size: int | None) -> int:
+    """Sets the input size of the config's train view (its `size`, `backbone_size`, or the synthetic data's
+    `image_size`) to `size` when given; returns the size in use."""
+    data = config.data
+    if data.name == 'synthetic':
+        if size:
+            data.image_size = size
+        return data.image_size
+    view = data.get(data.train_view) or {}
+    key = next((k for k in ('size', 'backbone_size') if k in view), None)
+    if key is None:
+        raise ValueError(f'--size: view {data.train_view!r} has no size or backbone_size field')
+    if size:
+        view[key] = size
+    return view[key]
 
 
 def compiled_step(config, batch: dict[str, np.ndarray]):
@@ -288,9 +314,8 @@ def bench_step(args) -> dict[str, Any]:
     threads = pin_threads(args.threads)
     layers.CONV_IMPL = args.conv
     batch_size = config.batch_size
-    view = config.data.get(config.data.train_view) or {}
-    size = args.size or view.get('size') or view.get('backbone_size') or config.data.image_size
-    batch = example_batch(config, batch_size, size)
+    size = set_input_size(config, args.size)
+    batch = example_batch(config, batch_size)
     images = int(np.prod(batch['image'].shape[:-3])) if 'image' in batch else batch_size
     result = {
         'command': 'step',

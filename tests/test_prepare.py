@@ -359,6 +359,14 @@ def test_residual_view_needs_runs(tmp_path):
     )
     batch = first_batch(data_config(tmp_path, 'dfdm', view='residual', quality='crf23', attention_size=32))
     assert batch['image'].shape == (2, 48, 48, 3) and batch['residuals'].shape == (2, 3, 32, 32, 3)
+    too_large = data_config(tmp_path, 'dfdm', view='residual', quality='crf23', attention_size=32)
+    too_large.residual.backbone_size = 128  # the crops were prepared at 96 px
+    with pytest.raises(
+        ValueError, match=r'crops are 96 px but the model reads 128 px.*--crop-size 128.*allow_upsampling'
+    ):
+        first_batch(too_large)
+    too_large.residual.allow_upsampling = True
+    assert first_batch(too_large)['image'].shape == (2, 128, 128, 3)
 
 
 def test_train_and_eval_on_prepared_dfdm(dfdm, tmp_path):

@@ -347,8 +347,10 @@ def test_residual_source_keeps_only_consecutive_runs(records, index):
         frames = source[i]['frames']
         assert len(frames) == 4 and len({int(r['video_index']) for r in frames}) == 1
         np.testing.assert_array_equal(np.diff([r['frame_index'] for r in frames]), 1)
-    with pytest.raises(ValueError, match='consecutive'):
+    with pytest.raises(ValueError, match=r'runs of at most 12 consecutive frames, the view needs 13 .*--sampling runs '
+                       r'--run-length 13'):  # fmt: skip
         views.ResidualSource(records, index, next_frames=12)
+    assert views.ResidualSource(records, index, next_frames=3).skipped_videos == [1]  # reported, not silently dropped
     with pytest.raises(ValueError, match='index'):
         views.ResidualSource(records[:-1], index)
 

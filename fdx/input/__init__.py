@@ -7,6 +7,8 @@
     target          label (real/fake) | class_id (attribution); delivered to the model as `label`
     class_names     the method's classes (two names: binary)
     sampling        all | balanced | real_only: the items an epoch of the train split visits (every view)
+    classes         () = every class; else the `class_id` names kept in every split, e.g. ('real', 'Deepfakes'):
+                    one FF++ manipulation against the reals (the long-distance paper's Tables III-IV)
     seed            seed of `balanced` and of `val_from_train`
     val_from_train  > 0: split `val` is this fraction of each class's train videos (they leave `train`), for datasets
                     released without a validation split (DFDM); an error on a dataset that has one
@@ -35,6 +37,7 @@ COMMON_FIELDS = dict(
     target='label',
     class_names=('real', 'fake'),
     sampling='all',
+    classes=(),
     seed=0,
     val_from_train=0.0,
     train_view='frame',
@@ -195,6 +198,22 @@ def held_out_videos(index, fraction: float, seed: int) -> np.ndarray:
 
 
 def _records(data_config, split: str, view):
+    """(records, SplitIndex) of `split` restricted to `classes`."""
+    from fdx.input.views import Subset
+
+    records, index = _held_out(data_config, split, view)
+    classes = tuple(data_config.get('classes') or ())
+    if not classes:
+        return records, index
+    names = dataset_class_names(data_config)
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ValueError(f'config.data.classes: unknown {unknown}; the dataset has classes {", ".join(names)}')
+    rows = np.flatnonzero(np.isin(index.class_id, [names.index(c) for c in classes]))
+    return Subset(records, rows), index.take(rows)
+
+
+def _held_out(data_config, split: str, view):
     """(records, SplitIndex) of `split`, `val` and `train` split by `val_from_train` when it is set."""
     from fdx.input.views import Subset
 

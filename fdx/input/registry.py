@@ -7,8 +7,8 @@ set in the sub-dict `config.data.<view name>`; a view with an `augment` field al
 a method's own module (registered when the method is imported) or be named by a `package.module:Class` path.
 
 Hooks with defaults in `View`: `source` (the items the view reads, from the split's records and index), `qualities`
-(the prepared qualities it decodes), `for_eval` (the view without training randomness), `display` (an example as
-uint8 RGB for `fdx eval --save-maps`).
+(the prepared qualities it decodes), `for_eval` (the view without training randomness), `spec` (an example's shapes,
+for synthetic batches), `display` (an example as uint8 RGB for `fdx eval --save-maps`).
 """
 
 import dataclasses
@@ -57,6 +57,11 @@ class View:
         if augment is None:
             return self
         return dataclasses.replace(self, augment=augment.deterministic())
+
+    def spec(self) -> dict[str, tuple[tuple[int, ...], str]] | None:
+        """`{key: (shape, dtype)}` of one example, when the view knows it without reading data (`fdx bench step`,
+        `fdx summary` synthesise batches from it); None: read one real batch instead."""
+        return None
 
     def display(self, example: dict[str, Any]) -> np.ndarray:
         """uint8 RGB [H, W, 3] of an example's input (a clip shows its first frame)."""

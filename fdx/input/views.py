@@ -12,6 +12,7 @@ Pixel convention: landmark (x, y) = (0, 0) is the centre of the top-left pixel, 
 """
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -340,7 +341,8 @@ class ResidualSource:
 
     The long-distance attention paper's temporal branch takes the frame and its next n frames (n = 3, Sec. VI-C),
     so only truly consecutive decoded frames qualify. Item: `{'frames': [record, next_1, ..., next_n]}`.
-    `runs[i]` holds item i's record indices, `labels[i]` its label.
+    `runs[i]` holds item i's record indices, `labels[i]` its label. Videos without such a run give no item; their
+    count is reported on stderr (`skipped_videos`), and data without any run is refused with the prepare command.
     """
 
     def __init__(self, source: Source, index: SplitIndex, next_frames: int = 3):
@@ -348,15 +350,31 @@ class ResidualSource:
         if next_frames < 1:
             raise ValueError(f'next_frames must be positive, got {next_frames}')
         self.source = source
-        runs = [np.zeros((0, next_frames + 1), np.int64)]
-        for indices in index.videos().values():
+        runs, longest, self.skipped_videos = [np.zeros((0, next_frames + 1), np.int64)], 0, []
+        for video, indices in index.videos().items():
+            steps = np.diff(index.frame_index[indices]) == 1
+            breaks = np.flatnonzero(np.concatenate([[True], ~steps, [True]]))
+            longest = max(longest, int(np.diff(breaks).max()))
+            starts = np.zeros(0, np.int64)
             if len(indices) > next_frames:
-                steps = np.diff(index.frame_index[indices]) == 1
                 starts = np.flatnonzero(np.lib.stride_tricks.sliding_window_view(steps, next_frames).all(axis=1))
-                runs.append(indices[starts[:, None] + np.arange(next_frames + 1)])
+            runs.append(indices[starts[:, None] + np.arange(next_frames + 1)])
+            if not len(starts):
+                self.skipped_videos.append(video)
         self.runs = np.concatenate(runs)
         if not len(self.runs):
-            raise ValueError(f'no record has {next_frames} consecutive following frames; prepare runs of frames')
+            raise ValueError(
+                f'the prepared frames form runs of at most {longest} consecutive frames, the view needs '
+                f'{next_frames + 1} (a frame and its next {next_frames}): prepare runs of frames with `fdx prepare '
+                f'... --sampling runs --run-length {next_frames + 1}` (or longer), or lower next_frames'
+            )
+        if self.skipped_videos:
+            print(
+                f'residual view: {len(self.skipped_videos)} of {len(index.videos())} videos have no run of '
+                f'{next_frames + 1} consecutive prepared frames and give no item (videos {self.skipped_videos[:8]}'
+                f'{" …" if len(self.skipped_videos) > 8 else ""})',
+                file=sys.stderr,
+            )
         self.labels = index.label[self.runs[:, 0]]
 
     def __len__(self) -> int:
@@ -440,6 +458,15 @@ def _meta(record: Record) -> dict[str, np.ndarray]:
     }
 
 
+# Shapes and dtypes of `_meta`, for `View.spec`.
+META_SPEC = {
+    'label': ((), 'int32'),
+    'class_id': ((), 'int32'),
+    'video_index': ((), 'int64'),
+    'frame_index': ((), 'int64'),
+}
+
+
 @register_view('frame')
 @dataclass(frozen=True)
 class FrameView(View):
@@ -452,6 +479,9 @@ class FrameView(View):
 
     def __post_init__(self):
         _normalisation(self.normalisation)
+
+    def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {'image': ((self.size, self.size, 3), 'float32'), **META_SPEC}
 
     def __call__(self, record: Record, rng: np.random.Generator) -> Record:
         params = _params(self.augment, rng)
@@ -491,6 +521,13 @@ class ClipView(View):
     def for_eval(self) -> 'ClipView':
         return replace(super().for_eval(), random_start=self.test_random_start)
 
+    def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {
+            'image': ((self.frames, self.size, self.size, 3), 'float32'),
+            **META_SPEC,
+            'frame_index': ((self.frames,), 'int64'),
+        }
+
     def __call__(self, item: Record, rng: np.random.Generator) -> Record:
         video = item['frames']
         positions = clip_positions(len(video), self.frames, self.mode, rng if self.random_start else None)
@@ -520,7 +557,9 @@ class ResidualView(View):
     `image` [398, 398, 3] (backbone) and `image_small` [224, 224, 3] (ViT attention) of the first frame, normalised;
     `residuals` [n, 224, 224, 3] with r_t = I_{t+1} - I_t (Sec. IV-D) on the 224 frames as RGB in [0, 1], so values
     lie in [-1, 1] with no further normalisation (the paper gives none; the mean cancels and the range matches the
-    [-1, 1] of xception inputs).
+    [-1, 1] of xception inputs). `mix_qualities` (train split only): each item's quality is drawn uniformly from
+    `quality` and these (Table VI's training on HQ and LQ together: `quality='c23', mix_qualities=('c40',)`).
+    Crops prepared smaller than `backbone_size` are refused (they would be upsampled) unless `allow_upsampling`.
     """
 
     quality: str = 'c23'
@@ -529,16 +568,46 @@ class ResidualView(View):
     normalisation: str = 'xception'
     augment: Augment | None = None
     next_frames: int = 3
+    mix_qualities: tuple[str, ...] = ()
+    allow_upsampling: bool = False
 
     def __post_init__(self):
         _normalisation(self.normalisation)
 
+    def qualities(self) -> tuple[str, ...]:
+        return (self.quality, *self.mix_qualities)
+
+    def for_eval(self) -> 'ResidualView':
+        return replace(super().for_eval(), mix_qualities=())
+
     def source(self, records, index):
+        first = records[0] if len(records) else {}
+        if image_key(self.quality) in first and not self.allow_upsampling:  # prepared records (not synthetic ones)
+            crop = decode_image(first[image_key(self.quality)]).shape[0]
+            needed = max(self.backbone_size, self.attention_size)
+            if crop < needed:
+                raise ValueError(
+                    f'config.data.residual: the prepared crops are {crop} px but the model reads {needed} px, so '
+                    f'every crop would be upsampled; prepare with `fdx prepare ... --crop-size {needed}` (or '
+                    'larger) or set config.data.residual.allow_upsampling=True'
+                )
         return ResidualSource(records, index, self.next_frames)
+
+    def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        small = (self.attention_size, self.attention_size, 3)
+        return {
+            'image': ((self.backbone_size, self.backbone_size, 3), 'float32'),
+            'image_small': (small, 'float32'),
+            'residuals': ((self.next_frames, *small), 'float32'),
+            **META_SPEC,
+        }
 
     def __call__(self, item: Record, rng: np.random.Generator) -> Record:
         params = _params(self.augment, rng)
-        crops = [decode_image(r[image_key(self.quality)]) for r in item['frames']]
+        quality = self.quality
+        if self.mix_qualities:
+            quality = self.qualities()[int(rng.integers(len(self.qualities())))]
+        crops = [decode_image(r[image_key(quality)]) for r in item['frames']]
         small = np.stack([params.apply(crop, self.attention_size) for crop in crops])
         return {
             'image': normalise(params.apply(crops[0], self.backbone_size), self.normalisation),

@@ -15,6 +15,7 @@ METHODS = {
     'classifier': 'fdx.methods.classifier:Classifier',
     'dma_sta': 'fdx.methods.dma_sta:DmaSta',
     'panet': 'fdx.methods.panet:Panet',  # RECCE when no attention site is set
+    'long_distance_attention': 'fdx.methods.long_distance_attention:LongDistanceAttention',
 }
 
 
