@@ -33,6 +33,7 @@ size (the residual view refuses smaller ones) and as runs of ≥ n + 1 consecuti
 from typing import Any
 
 import ml_collections
+from flax import traverse_util
 
 from fdx import train
 from fdx.config import option_choice, parse_options
@@ -182,14 +183,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
-def _flat(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            out.update(_flat(value, f'{prefix}{key}.'))
-        else:
-            out[prefix + key] = value
-    return out
+def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return traverse_util.flatten_dict(config.to_dict(), sep='.')
 
 
 def sweep(arg: str | None = None):
