@@ -33,10 +33,9 @@ size (the residual view refuses smaller ones) and as runs of ≥ n + 1 consecuti
 from typing import Any
 
 import ml_collections
-from flax import traverse_util
 
 from fdx import train
-from fdx.config import option_choice, parse_options
+from fdx.config import option_choice, option_sweep, parse_options
 from fdx.input import data_config
 from fdx.input.layouts import FFPP_DEFAULT_METHODS
 from fdx.methods.long_distance_attention import VARIANTS
@@ -183,24 +182,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
-def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return traverse_util.flatten_dict(config.to_dict(), sep='.')
-
-
 def sweep(arg: str | None = None):
-    """The points of `table=T` (default I) with the rest of ARG applied to each: every dotted key that differs
-    between the table's points or from ARG's config, at its value in the point."""
+    """The points of `table=T` (default I) with the rest of ARG applied to each (`fdx.config.option_sweep`)."""
     options = parse_options(arg, OPTIONS, 'long_distance_attention_ffpp')
     table = option_choice(options, 'table', tuple(TABLES), 'I', 'long_distance_attention_ffpp')
-    base = _flat(get_config(arg))
-    points = [
-        _flat(get_config(','.join(k if v is True else f'{k}={v}' for k, v in {**options, **point}.items())))
-        for point in TABLES[table]
-    ]
-    keys = [
-        key
-        for key in base
-        if any(point[key] != base[key] for point in points) or len({repr(p[key]) for p in points}) > 1
-    ]
-    for point in points:
-        yield {key: point[key] for key in keys}
+    return option_sweep(get_config, arg, options, TABLES[table])

@@ -102,6 +102,31 @@ def option_choice(options: Mapping[str, Any], key: str, choices: Sequence[str], 
     return value
 
 
+def option_sweep(
+    get_config, arg: str | None, options: Mapping[str, Any], points: Sequence[Mapping[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """A ``sweep()`` over option dicts: each point's options (on top of ``options``, the parsed ``arg``) become
+    ``get_config`` configs, and each point yields every dotted key that differs between the points or from
+    ``get_config(arg)``, at its value in the point."""
+    from flax import traverse_util
+
+    def flat(config: ConfigDict) -> dict[str, Any]:
+        return traverse_util.flatten_dict(config.to_dict(), sep=".")
+
+    base = flat(get_config(arg))
+    configs = [
+        flat(get_config(",".join(k if v is True else f"{k}={v}" for k, v in {**options, **point}.items())))
+        for point in points
+    ]
+    keys = [
+        key
+        for key in base
+        if any(c.get(key) != base[key] for c in configs) or len({repr(c.get(key)) for c in configs}) > 1
+    ]
+    for config in configs:
+        yield {key: config[key] for key in keys if key in config}
+
+
 def _dotted_keys(config: ConfigDict, prefix: str = "") -> Iterator[str]:
     """Yields every dotted key of ``config``, nested ConfigDicts included."""
     for key, value in config.items():

@@ -138,7 +138,8 @@ class Evaluator:
             results[level] = result
         for key in predictions:
             if key.startswith(METRIC_PREFIX):
-                results['frame'][key[len(METRIC_PREFIX) :]] = float(np.mean(predictions[key]))
+                # NaN where a metric is undefined for an example (no ground truth): left out of the mean
+                results['frame'][key[len(METRIC_PREFIX) :]] = float(np.nanmean(predictions[key]))
         return results
 
     def levels(self, predictions: dict[str, np.ndarray]) -> dict[str, tuple]:

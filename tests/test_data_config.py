@@ -26,13 +26,13 @@ def test_every_used_view_gets_all_its_fields():
 def test_misspelled_or_foreign_view_field_is_named():
     with pytest.raises(ValueError, match=r"config.data.frame: unknown field 'sizee'; view 'frame' has fields quality"):
         input_lib.data_config(train_view='frame', frame={'sizee': 64})
-    with pytest.raises(ValueError, match=r"'mask_sizes' \(a field of view pair\)"):
+    with pytest.raises(ValueError, match=r"'mask_sizes' \(a field of view masked_frame, pair\)"):
         input_lib.data_config(train_view='frame', frame={'mask_sizes': (19,)})
     config = input_lib.data_config(train_view='frame')
     config.frame['frames'] = 3  # set behind the factory's back, e.g. in a hand-edited config.json
     with pytest.raises(ValueError, match=r"'frames' \(a field of view clip\)"):
         input_lib.build_view(config, 'train')
-    with pytest.raises(ValueError, match="unknown view 'framez'; registered: au, clip, frame, pair, residual"):
+    with pytest.raises(ValueError, match="unknown view 'framez'; registered: au, clip, frame, masked_frame, pair, residual"):
         input_lib.data_config(train_view='framez')
     with pytest.raises(ValueError, match=r"config.data: unknown fields \['quality'\]"):
         input_lib.data_config(quality='c23')

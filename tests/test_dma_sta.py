@@ -234,8 +234,8 @@ def test_config_defaults_are_the_papers():
 
     assert load_config(f'{CONFIG}:quality=crf23').data.clip.quality == 'crf23'
     mini = load_config(f'{CONFIG}:mini')
-    assert (mini.data.clip.size, mini.data.clip.frames, mini.data.workers) == (64, 4, 0)
-    assert (mini.batch_size, mini.total_steps, mini.checkpoint.every) == (8, 200, 200)
+    assert (mini.data.clip.size, mini.data.clip.frames, mini.data.workers) == (96, 4, 0)
+    assert (mini.batch_size, mini.total_steps, mini.checkpoint.every) == (8, 300, 300)
     with pytest.raises(ValueError, match='unknown option'):
         load_config(f'{CONFIG}:minu')
     with pytest.raises(ValueError, match='unknown variant'):

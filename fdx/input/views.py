@@ -79,17 +79,18 @@ _RING = np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi 
 
 def normalise(rgb: np.ndarray, name: str) -> np.ndarray:
     """uint8 RGB [..., 3] -> float32 (rgb / 255 - mean) / std with the (mean, std) of `NORMALISATION[name]`."""
-    mean, std = (np.asarray(v, np.float32) for v in _normalisation(name))
+    mean, std = (np.asarray(v, np.float32) for v in normalisation_stats(name))
     return (rgb.astype(np.float32) * (1 / 255) - mean) / std
 
 
 def denormalise(x: np.ndarray, name: str) -> np.ndarray:
     """The inverse of `normalise`: float [..., 3] -> uint8 RGB (clipped)."""
-    mean, std = (np.asarray(v, np.float32) for v in _normalisation(name))
+    mean, std = (np.asarray(v, np.float32) for v in normalisation_stats(name))
     return np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255), 0, 255).astype(np.uint8)
 
 
-def _normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalisation_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the normalisation `name`; an error naming the valid ones otherwise."""
     if name not in NORMALISATION:
         raise ValueError(f'unknown normalisation {name!r}; available: {", ".join(NORMALISATION)}')
     return NORMALISATION[name]
@@ -195,7 +196,8 @@ class Augment:
         return AugmentParams((x0, y0, x0 + side, y0 + side), flip, *map(float, factors))
 
 
-def _params(augment: Augment | None, rng: np.random.Generator) -> AugmentParams:
+def augment_params(augment: Augment | None, rng: np.random.Generator) -> AugmentParams:
+    """One draw of `augment` (the identity without one)."""
     return IDENTITY if augment is None else augment.sample(rng)
 
 
@@ -449,7 +451,8 @@ def face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 
 
-def _meta(record: Record) -> dict[str, np.ndarray]:
+def record_meta(record: Record) -> dict[str, np.ndarray]:
+    """The labels and indices every view passes on (`META_SPEC`)."""
     return {
         'label': np.int32(record['label']),
         'class_id': np.int32(record['class_id']),
@@ -478,15 +481,15 @@ class FrameView(View):
     augment: Augment | None = None
 
     def __post_init__(self):
-        _normalisation(self.normalisation)
+        normalisation_stats(self.normalisation)
 
     def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {'image': ((self.size, self.size, 3), 'float32'), **META_SPEC}
 
     def __call__(self, record: Record, rng: np.random.Generator) -> Record:
-        params = _params(self.augment, rng)
+        params = augment_params(self.augment, rng)
         image = params.apply(decode_image(record[image_key(self.quality)]), self.size)
-        return {'image': normalise(image, self.normalisation), **_meta(record)}
+        return {'image': normalise(image, self.normalisation), **record_meta(record)}
 
 
 @register_view('clip')
@@ -511,7 +514,7 @@ class ClipView(View):
     flip_per_frame: bool = False
 
     def __post_init__(self):
-        _normalisation(self.normalisation)
+        normalisation_stats(self.normalisation)
         if self.frames < 1 or self.mode not in CLIP_MODES:
             raise ValueError(f'need frames >= 1 and a mode in {CLIP_MODES}, got {self.frames} and {self.mode!r}')
 
@@ -531,14 +534,14 @@ class ClipView(View):
     def __call__(self, item: Record, rng: np.random.Generator) -> Record:
         video = item['frames']
         positions = clip_positions(len(video), self.frames, self.mode, rng if self.random_start else None)
-        params = _params(self.augment, rng)
+        params = augment_params(self.augment, rng)
         if self.flip_per_frame and self.augment is not None:
             frame_params = [replace(params, flip=bool(rng.random() < self.augment.flip)) for _ in positions]
         else:
             frame_params = [params] * len(positions)
         records = {int(p): video[int(p)] for p in np.unique(positions)}
         decoded = {p: decode_image(r[image_key(self.quality)]) for p, r in records.items()}
-        meta = {k: v for k, v in _meta(records[int(positions[0])]).items() if k != 'frame_index'}
+        meta = {k: v for k, v in record_meta(records[int(positions[0])]).items() if k != 'frame_index'}
         return {
             'image': normalise(
                 np.stack([p.apply(decoded[int(q)], self.size) for p, q in zip(frame_params, positions)]),
@@ -572,7 +575,7 @@ class ResidualView(View):
     allow_upsampling: bool = False
 
     def __post_init__(self):
-        _normalisation(self.normalisation)
+        normalisation_stats(self.normalisation)
 
     def qualities(self) -> tuple[str, ...]:
         return (self.quality, *self.mix_qualities)
@@ -603,7 +606,7 @@ class ResidualView(View):
         }
 
     def __call__(self, item: Record, rng: np.random.Generator) -> Record:
-        params = _params(self.augment, rng)
+        params = augment_params(self.augment, rng)
         quality = self.quality
         if self.mix_qualities:
             quality = self.qualities()[int(rng.integers(len(self.qualities())))]
@@ -613,7 +616,7 @@ class ResidualView(View):
             'image': normalise(params.apply(crops[0], self.backbone_size), self.normalisation),
             'image_small': normalise(small[0], self.normalisation),
             'residuals': np.diff(small.astype(np.float32) * (1 / 255), axis=0),
-            **_meta(item['frames'][0]),
+            **record_meta(item['frames'][0]),
         }
 
 
@@ -638,29 +641,73 @@ class PairView(View):
     display_key = 'image_lq'
 
     def __post_init__(self):
-        _normalisation(self.normalisation)
+        normalisation_stats(self.normalisation)
 
     def qualities(self) -> tuple[str, ...]:
         return (self.hq, self.lq)
 
+    def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        image = ((self.size, self.size, 3), 'float32')
+        return {'image_hq': image, 'image_lq': image, **mask_spec(self.size, self.mask_sizes), **META_SPEC}
+
     def __call__(self, record: Record, rng: np.random.Generator) -> Record:
-        params = _params(self.augment, rng)
+        params = augment_params(self.augment, rng)
         hq = decode_image(record[image_key(self.hq)])
         lq = decode_image(record[image_key(self.lq)])
-        mask = self._binary(params.warp(decode_mask(record['mask'], hq.shape[:2]), self.size))
         return {
             'image_hq': normalise(params.apply(hq, self.size), self.normalisation),
             'image_lq': normalise(params.apply(lq, self.size), self.normalisation),
-            'mask': mask,
-            **{
-                f'mask_{m}': self._binary(cv2.resize(mask, (m, m), interpolation=cv2.INTER_AREA))
-                for m in self.mask_sizes
-            },
-            **_meta(record),
+            **binary_masks(record, hq.shape[:2], params, self.size, self.mask_sizes, self.mask_threshold),
+            **record_meta(record),
         }
 
-    def _binary(self, mask: np.ndarray) -> np.ndarray:
-        return (mask > self.mask_threshold).astype(np.float32)
+
+def binary_masks(
+    record: Record, crop_shape: tuple[int, int], params: AugmentParams, size: int, sizes: Sequence[int], threshold: float
+) -> dict[str, np.ndarray]:
+    """`mask` [size, size]: the record's manipulation mask warped as the images and binarised at `threshold` (zeros
+    for reals and frames without a mask); `mask_<m>` [m, m] for each of `sizes`: that mask area-resized and binarised
+    again (a cell is 1 where more than `threshold` of it is manipulated); `mask_known` 1 for reals and frames with a
+    mask, 0 for fakes without one (their zeros are not a ground truth)."""
+    mask = (params.warp(decode_mask(record['mask'], crop_shape), size) > threshold).astype(np.float32)
+    resized = {
+        f'mask_{m}': (cv2.resize(mask, (m, m), interpolation=cv2.INTER_AREA) > threshold).astype(np.float32)
+        for m in sizes
+    }
+    known = np.float32(bool(record['mask']) or int(record['label']) == 0)
+    return {'mask': mask, **resized, 'mask_known': known}
+
+
+def mask_spec(size: int, sizes: Sequence[int]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`View.spec` entries of `binary_masks`."""
+    masks = {'mask': ((size, size), 'float32'), **{f'mask_{m}': ((m, m), 'float32') for m in sizes}}
+    return {**masks, 'mask_known': ((), 'float32')}
+
+
+@register_view('masked_frame')
+@dataclass(frozen=True)
+class MaskedFrameView(View):
+    """One crop at one quality, `image` [S, S, 3], with its binary masks as the `pair` view gives them (`binary_masks`):
+    the anti-compression LQ branch's test input, and any method's pixel-level ground truth."""
+
+    quality: str = 'c40'
+    size: int = 299
+    normalisation: str = 'xception'
+    augment: Augment | None = None
+    mask_sizes: tuple[int, ...] = (19,)
+    mask_threshold: float = 0.1
+
+    def __post_init__(self):
+        normalisation_stats(self.normalisation)
+
+    def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {'image': ((self.size, self.size, 3), 'float32'), **mask_spec(self.size, self.mask_sizes), **META_SPEC}
+
+    def __call__(self, record: Record, rng: np.random.Generator) -> Record:
+        params = augment_params(self.augment, rng)
+        crop = decode_image(record[image_key(self.quality)])
+        masks = binary_masks(record, crop.shape[:2], params, self.size, self.mask_sizes, self.mask_threshold)
+        return {'image': normalise(params.apply(crop, self.size), self.normalisation), **masks, **record_meta(record)}
 
 
 @register_view('au')
@@ -678,10 +725,10 @@ class AUView(View):
     au_regions: Mapping[str, tuple[tuple[int, ...], ...]] = field(default_factory=lambda: AU_REGIONS)
 
     def __post_init__(self):
-        _normalisation(self.normalisation)
+        normalisation_stats(self.normalisation)
 
     def __call__(self, record: Record, rng: np.random.Generator) -> Record:
-        params = _params(self.augment, rng)
+        params = augment_params(self.augment, rng)
         crop = decode_image(record[image_key(self.quality)])
         landmarks = params.landmarks(record['landmarks'], (crop.shape[1], crop.shape[0]), self.size)
         return {
@@ -689,5 +736,5 @@ class AUView(View):
             'au_maps': au_maps(landmarks, self.size, sigma=self.sigma, regions=self.au_regions),
             'face_mask': face_mask(landmarks, self.size),
             'landmarks': landmarks,
-            **_meta(record),
+            **record_meta(record),
         }

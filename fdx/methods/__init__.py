@@ -16,6 +16,7 @@ METHODS = {
     'dma_sta': 'fdx.methods.dma_sta:DmaSta',
     'panet': 'fdx.methods.panet:Panet',  # RECCE when no attention site is set
     'long_distance_attention': 'fdx.methods.long_distance_attention:LongDistanceAttention',
+    'anti_compression': 'fdx.methods.anti_compression:AntiCompression',
 }
 
 
