@@ -30,7 +30,7 @@ from typing import Any
 import ml_collections
 
 from fdx import train
-from fdx.config import option_choice, option_sweep, parse_options
+from fdx.config import option_choice, parse_options, table_sweep
 from fdx.input import data_config
 from fdx.input.layouts import FFPP_DEFAULT_METHODS
 from fdx.models.anti_compression import HEAD_LAYERS, TAIL_LAYERS, attention_size
@@ -189,7 +189,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def sweep(arg: str | None = None):
-    """The points of `table=T` (default 2) with the rest of ARG applied to each (`fdx.config.option_sweep`)."""
-    options = parse_options(arg, OPTIONS, 'anti_compression_ffpp')
-    table = option_choice(options, 'table', tuple(TABLES), '2', 'anti_compression_ffpp')
-    return option_sweep(get_config, arg, options, TABLES[table])
+    """The points of `table=T` (default 2) with the rest of ARG applied to each (`fdx.config.table_sweep`)."""
+    return table_sweep(get_config, arg, OPTIONS, TABLES, '2', 'anti_compression_ffpp')

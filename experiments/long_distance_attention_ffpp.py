@@ -35,7 +35,7 @@ from typing import Any
 import ml_collections
 
 from fdx import train
-from fdx.config import option_choice, option_sweep, parse_options
+from fdx.config import option_choice, parse_options, table_sweep
 from fdx.input import data_config
 from fdx.input.layouts import FFPP_DEFAULT_METHODS
 from fdx.methods.long_distance_attention import VARIANTS
@@ -183,7 +183,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def sweep(arg: str | None = None):
-    """The points of `table=T` (default I) with the rest of ARG applied to each (`fdx.config.option_sweep`)."""
-    options = parse_options(arg, OPTIONS, 'long_distance_attention_ffpp')
-    table = option_choice(options, 'table', tuple(TABLES), 'I', 'long_distance_attention_ffpp')
-    return option_sweep(get_config, arg, options, TABLES[table])
+    """The points of `table=T` (default I) with the rest of ARG applied to each (`fdx.config.table_sweep`)."""
+    return table_sweep(get_config, arg, OPTIONS, TABLES, 'I', 'long_distance_attention_ffpp')

@@ -102,13 +102,21 @@ def option_choice(options: Mapping[str, Any], key: str, choices: Sequence[str], 
     return value
 
 
-def option_sweep(
-    get_config, arg: str | None, options: Mapping[str, Any], points: Sequence[Mapping[str, Any]]
+def table_sweep(
+    get_config,
+    arg: str | None,
+    allowed: Sequence[str],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    default_table: str,
+    where: str,
 ) -> Iterator[dict[str, Any]]:
-    """A ``sweep()`` over option dicts: each point's options (on top of ``options``, the parsed ``arg``) become
-    ``get_config`` configs, and each point yields every dotted key that differs between the points or from
-    ``get_config(arg)``, at its value in the point."""
+    """A config file's ``sweep(arg)``: the points of ``tables[table]`` (option ``table=T`` of ``arg``, default
+    ``default_table``), each point's options on top of the rest of ``arg``, become ``get_config`` configs; each point
+    yields every dotted key that differs between the points or from ``get_config(arg)``, at its value in the point."""
     from flax import traverse_util
+
+    options = parse_options(arg, allowed, where)
+    points = tables[option_choice(options, "table", tuple(tables), default_table, where)]
 
     def flat(config: ConfigDict) -> dict[str, Any]:
         return traverse_util.flatten_dict(config.to_dict(), sep=".")
