@@ -17,6 +17,7 @@ METHODS = {
     'panet': 'fdx.methods.panet:Panet',  # RECCE when no attention site is set
     'long_distance_attention': 'fdx.methods.long_distance_attention:LongDistanceAttention',
     'anti_compression': 'fdx.methods.anti_compression:AntiCompression',
+    'aunet': 'fdx.methods.aunet:AUNet',
 }
 
 
