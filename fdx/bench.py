@@ -3,6 +3,7 @@
     fdx bench step --arch resnet50 --batch 8 --size 224 --vs-torch     # vs the timm model + torch.optim.SGD step
     fdx bench step --arch experiments/dma_sta_dfdm.py:mini             # a method's real train step, synthetic batches
     fdx bench input --dir DATA --name dfdm --view clip --workers 2     # grain pipeline from prepared records
+    fdx bench input --dir DATA --config experiments/aunet_ffpp.py      # a config's train view (self-blended fakes)
     fdx bench prepare dfdm --src RAW --frames 8                        # `fdx prepare`, frames/s
     fdx bench peak                                                     # matmul FLOP/s, the yardstick of step figures
 
@@ -26,8 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -453,18 +455,39 @@ def peak_table(result: dict[str, Any]) -> list[tuple[str, str]]:
 IMAGE_KEYS = ('image', 'image_hq', 'image_lq')
 
 
+def input_data_config(args):
+    """The data config `fdx bench input` reads: an experiment config's (`--config`, its train view and fields) or a
+    built-in view of `--name` (`--view`), on the records in `--dir`."""
+    from fdx import config as config_lib
+    from fdx import input as input_lib
+    from fdx import methods as methods_lib
+    from fdx.input import registry
+
+    if args.config:
+        config = config_lib.load_config(args.config)
+        methods_lib.method_class(config)  # a method's module may register the views it reads
+        config.data.dir = args.dir
+        set_input_size(config, args.size)
+        return config.data, args.batch or config.batch_size
+    if not args.name:
+        raise ValueError('fdx bench input: give --name DATASET (with --view) or --config FILE.py[:ARG]')
+    fields = registry.view_fields(registry.view_class(args.view))
+    view = {next((k for k in ('size', 'backbone_size') if k in fields), 'size'): args.size or 224}
+    view.update({k: getattr(args, k) for k in ('quality', 'hq', 'lq', 'frames') if getattr(args, k)})
+    builder = {'builder_config': args.builder_config} if args.builder_config else {}
+    data = input_lib.data_config(name=args.name, dir=args.dir, train_view=args.view, **builder, **{args.view: view})
+    return data, args.batch or 8
+
+
 def bench_input(args) -> dict[str, Any]:
     """Batches/s of the training pipeline of prepared records after its first batch (worker start-up excluded)."""
     from fdx import input as input_lib
     from fdx.input import pipeline
 
-    view = {('backbone_size' if args.view == 'residual' else 'size'): args.size}
-    view.update({k: getattr(args, k) for k in ('quality', 'hq', 'lq', 'frames') if getattr(args, k)})
-    builder = {'builder_config': args.builder_config} if args.builder_config else {}
-    data = input_lib.data_config(name=args.name, dir=args.dir, train_view=args.view, **builder, **{args.view: view})
+    data, batch = input_data_config(args)
     dataset = pipeline.train_dataset(
         input_lib.build_source(data, 'train'),
-        global_batch_size=args.batch,
+        global_batch_size=batch,
         seed=0,
         process_index=0,
         process_count=1,
@@ -479,17 +502,18 @@ def bench_input(args) -> dict[str, Any]:
             next(iterator)
         seconds = time.perf_counter() - start
     images = sum(int(np.prod(first[k].shape[:-3])) for k in IMAGE_KEYS if k in first)
+    view = data.get(data.train_view) or {}
     return {
         'command': 'input',
-        'view': args.view,
+        'view': data.train_view,
         'workers': args.workers,
-        'batch': args.batch,
-        'size': args.size,
+        'batch': batch,
+        'size': next((view[k] for k in ('size', 'backbone_size') if k in view), None),
         'batches': args.batches,
         'machine': machine(),
         'first_batch_s': first_s,
         'seconds': seconds,
-        'examples_per_s': args.batches * args.batch / seconds,
+        'examples_per_s': args.batches * batch / seconds,
         'images_per_s': args.batches * images / seconds,
     }
 
@@ -586,11 +610,12 @@ def parser() -> argparse.ArgumentParser:
 
     inp = add('input', 'images/s of the training input pipeline on prepared records')
     inp.add_argument('--dir', required=True, help='DATA_DIR given to `fdx prepare --out`')
-    inp.add_argument('--name', required=True, help='prepared dataset: ffpp | celebdf | dfdm')
-    inp.add_argument('--view', choices=('frame', 'clip', 'pair', 'residual'), default='frame')
+    inp.add_argument('--name', help='prepared dataset: ffpp | celebdf | dfdm (without --config)')
+    inp.add_argument('--view', default='frame', help='a registered view: frame, clip, pair, residual, ...')
+    inp.add_argument('--config', help='an experiment config FILE.py[:ARG]: its train view, fields and batch')
     inp.add_argument('--workers', type=int, default=0)
-    inp.add_argument('--batch', type=int, default=8)
-    inp.add_argument('--size', type=int, default=224)
+    inp.add_argument('--batch', type=int, help='default: 8, or the config’s')
+    inp.add_argument('--size', type=int, help='default: 224, or the config’s')
     inp.add_argument('--batches', type=int, default=20, help='batches timed after the first')
     inp.add_argument('--prefetch', type=int, default=2)
     inp.add_argument('--quality', help='prepared quality (frame, clip, residual)')

@@ -16,6 +16,7 @@ from fdx import bench, cli
 from fdx.models import layers
 
 CONFIGS = Path(__file__).parent / 'configs'
+AUNET_MINI = f'{Path(__file__).parent.parent}/experiments/aunet_ffpp.py:mini'
 
 
 def run(capsys, tmp_path, *argv) -> tuple[dict, str]:
@@ -80,6 +81,17 @@ def test_input_pipeline(capsys, tmp_path, celebdf):
     assert (result['workers'], result['batches']) == (0, 3)
     assert result['images_per_s'] == pytest.approx(result['examples_per_s']) and result['images_per_s'] > 0
     assert 'images/s' in table
+
+
+def test_input_pipeline_of_a_config_view(capsys, tmp_path, synth):
+    """`--config`: the experiment's own train view (AUNet's self-blended pairs from the reals of a prepared FF++)."""
+    prepare = ['--src', str(synth / 'ffpp'), '--out', str(tmp_path), '--frames', '2', '--crop-size', '64']
+    assert cli.main(['prepare', 'ffpp', *prepare, '--workers', '1']) == 0
+    argv = ['input', '--dir', str(tmp_path), '--config', AUNET_MINI, '--size', '64']
+    result, table = run(capsys, tmp_path, *argv, '--batch', '4', '--workers', '0', '--batches', '2')
+    assert (result['view'], result['size'], result['batch']) == ('self_blended', 64, 4)
+    assert result['images_per_s'] == pytest.approx(result['examples_per_s']) and result['images_per_s'] > 0
+    assert 'self_blended, batch 4, 64px' in table
 
 
 def test_prepare(capsys, tmp_path, celebdf):
