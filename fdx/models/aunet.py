@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from fdx.models.layers import batch_norm, conv, dense
-from fdx.models.vit import Attention, Mlp
+from fdx.models.vit import Attention, Mlp, layer_norm
 from fdx.models.xception import LAYERS, apply_layer
 
 BACKBONE_LAYERS = LAYERS[: LAYERS.index('block11') + 1]  # conv1 … block11
@@ -133,13 +133,12 @@ class PostNormBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        def layer_norm(name):
-            return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name=name)
-
-        x = layer_norm('norm1')(
+        x = layer_norm(self.dtype, 'norm1')(
             x + Attention(self.num_heads, 0.0, self.dropout_rate, self.dtype, name='attn')(x, train)
         )
-        return layer_norm('norm2')(x + Mlp(self.mlp_dim, self.dropout_rate, self.dtype, name='mlp')(x, train))
+        return layer_norm(self.dtype, 'norm2')(
+            x + Mlp(self.mlp_dim, self.dropout_rate, self.dtype, name='mlp')(x, train)
+        )
 
 
 class AUAgnosticBranch(nn.Module):

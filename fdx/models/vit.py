@@ -30,6 +30,11 @@ def resample_position_embedding(pos_embed: jnp.ndarray, grid: tuple[int, int], p
     return jnp.concatenate([prefix, patches.reshape(1, grid[0] * grid[1], -1).astype(pos_embed.dtype)], axis=1)
 
 
+def layer_norm(dtype: Any, name: str) -> nn.LayerNorm:
+    """timm's LayerNorm (ε 1e-6), parameters in float32."""
+    return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a fused `qkv` projection and an output `proj`."""
 
@@ -78,15 +83,12 @@ class EncoderBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        def layer_norm(name):
-            return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name=name)
-
         drop_path = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train)
         y = Attention(self.num_heads, self.attention_dropout, self.dropout_rate, self.dtype, name='attn')(
-            layer_norm('norm1')(x), train
+            layer_norm(self.dtype, 'norm1')(x), train
         )
         x = x + drop_path(y)
-        y = Mlp(self.mlp_dim, self.dropout_rate, self.dtype, name='mlp')(layer_norm('norm2')(x), train)
+        y = Mlp(self.mlp_dim, self.dropout_rate, self.dtype, name='mlp')(layer_norm(self.dtype, 'norm2')(x), train)
         return x + drop_path(y)
 
 
@@ -143,7 +145,7 @@ class VisionTransformer(nn.Module):
                 name=f'block{i}',
             )(x, train)
             features[f'block{i}'] = x
-        x = features['tokens'] = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name='norm')(x)
+        x = features['tokens'] = layer_norm(self.dtype, 'norm')(x)
         x = features['pre_logits'] = x[:, 0]
         if self.num_classes:
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
