@@ -18,7 +18,7 @@ from fdx import allocator
 COMMANDS = {
     'convert-weights': ('fdx.models.convert', 'PyTorch state dict → orbax checkpoint of flax variables'),
     'synth': ('fdx.synth.build', 'make the embedded mini forgery benchmark (DFDM and FF++ layouts, H.264)'),
-    'prepare': ('fdx.input.prepare', 'raw FF++ / Celeb-DF / DFDM videos → face-crop TFDS records'),
+    'prepare': ('fdx.input.prepare', 'raw dataset videos (FF++, Celeb-DF, DFDM, DFD, DFDC, …) → face-crop TFDS records'),
     'train': ('fdx.train', 'train (or resume) an experiment config in a workdir'),
     'eval': ('fdx.evaluate', 'evaluate a checkpoint of a workdir on any split'),
     'grid': ('fdx.grid', "ablation grid over a config's sweep(): print or run one training per point"),

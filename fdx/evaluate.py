@@ -27,7 +27,7 @@ from fdx import input as input_lib
 from fdx import methods, metrics, sharding, state, writers
 from fdx.input import pipeline
 
-PASSTHROUGH = ('label', 'class_id', 'valid', 'index', 'video_index')
+PASSTHROUGH = ('label', 'class_id', 'valid', 'index', 'video_index', 'face_index', 'frame_index')
 METRIC_PREFIX = 'metric/'
 
 
@@ -38,6 +38,8 @@ def eval_config_defaults():
     return ml_collections.ConfigDict(
         {
             'video_aggregation': 'mean',  # mean | max | logit_mean of the frame probabilities of a video
+            # records with several face tracks per video (`fdx prepare --faces all`): track_max | frame_max
+            'face_aggregation': 'track_max',
             'bootstrap_resamples': 1000,  # 0: no confidence intervals
             'bootstrap_seed': 0,
             'threshold': 0.5,  # binary: predicted fake iff score >= threshold
@@ -144,16 +146,28 @@ class Evaluator:
 
     def levels(self, predictions: dict[str, np.ndarray]) -> dict[str, tuple]:
         """(labels, scores or probs, bootstrap groups, class ids) per level: frames, and videos when records carry a
-        `video_index` (frames are then resampled by video)."""
+        `video_index` (frames are then resampled by video). Videos with several face tracks score by
+        `eval.face_aggregation` (`metrics.multi_face_video_level`)."""
         labels, values = predictions['label'], predictions[self.key]
         class_ids = predictions.get('class_id')
-        videos = predictions.get('video_index')
+        tracks = predictions.get('video_index')
+        if tracks is None:
+            return {'frame': (labels, values, None, class_ids)}
+        faces = predictions.get('face_index', np.zeros_like(tracks))
+        videos = tracks - faces  # one value per video for all its face tracks (`tfds_builders.track_indices`)
         levels = {'frame': (labels, values, videos, class_ids)}
-        if videos is not None:
+        aggregation = self.eval_config.video_aggregation
+        if faces.any() and self.binary:
+            rule = self.eval_config.get('face_aggregation', 'track_max')
+            frames = predictions['frame_index']
+            video_labels, video_values, _ = metrics.multi_face_video_level(
+                labels, values, tracks, videos, frames, rule, aggregation
+            )
+        else:  # one face per video, or attribution (a video's probabilities average over all its faces' frames)
             aggregate = metrics.video_level if self.binary else metrics.video_level_multiclass
-            video_labels, video_values, _ = aggregate(labels, values, videos, self.eval_config.video_aggregation)
-            video_classes = None if class_ids is None else metrics.per_video(class_ids, videos)
-            levels['video'] = (video_labels, video_values, None, video_classes)
+            video_labels, video_values, _ = aggregate(labels, values, videos, aggregation)
+        video_classes = None if class_ids is None else metrics.per_video(class_ids, videos)
+        levels['video'] = (video_labels, video_values, None, video_classes)
         return levels
 
     def write(self, results, predictions, split: str, out_dir: Path) -> None:

@@ -277,6 +277,38 @@ def video_level_multiclass(
     return _group_by_video(*_multiclass_inputs(labels, probs), video_ids, aggregation)
 
 
+FACE_AGGREGATIONS = ("track_max", "frame_max")
+
+
+def multi_face_video_level(
+    labels: Any,
+    scores: Any,
+    track_ids: Any,
+    video_ids: Any,
+    frame_ids: Any,
+    rule: str = "track_max",
+    aggregation: str = "mean",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(video_labels, video_scores, sorted video_ids) of videos with several face tracks (DFDC, FFIW).
+
+    `rule` "track_max": each track's score is the `aggregation` of its frames (as `video_level`), a video's the max
+    over its tracks (a video is fake if any face is). "frame_max": SBI's evaluation (src/inference/
+    inference_dataset.py): each frame's score is the max over its faces, a video's the `aggregation` of its frames.
+    """
+    labels, scores = _binary_inputs(labels, scores)
+    track_ids, video_ids, frame_ids = (np.asarray(a) for a in (track_ids, video_ids, frame_ids))
+    if rule == "track_max":
+        track_labels, track_scores, _ = video_level(labels, scores, track_ids, aggregation)
+        parents = per_video(video_ids, track_ids)
+        return video_level(track_labels, track_scores, parents, "max")
+    if rule == "frame_max":
+        _, frames = np.unique(np.stack([video_ids, frame_ids], 1), axis=0, return_inverse=True)
+        frame_labels, frame_scores, _ = video_level(labels, scores, frames.ravel(), "max")
+        parents = per_video(video_ids, frames.ravel())
+        return video_level(frame_labels, frame_scores, parents, aggregation)
+    raise ValueError(f"face aggregation must be one of {FACE_AGGREGATIONS}, got {rule!r}")
+
+
 def per_video(values: Any, video_ids: Any) -> np.ndarray:
     """Per video (sorted ids, as `video_level`) the value of a frame attribute constant within a video, e.g. a class id.
 

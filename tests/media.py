@@ -62,6 +62,26 @@ def face_video(
     return written
 
 
+def two_face_video(
+    path: str | Path, *, frames: int = 8, sizes: tuple[int, int] = (256, 208), fps: float = 12, codec: str = 'mp4v'
+) -> list[np.ndarray]:
+    """Two astronaut faces side by side (left `sizes[0]`, right `sizes[1]` pixels, on grey), the right one drifting
+    down a pixel a frame: a multi-face video whose smaller face has (208/256)² ≈ 0.66 of the larger's area; returns the RGB
+    frames written."""
+    from skimage.data import astronaut
+
+    faces = [cv2.resize(astronaut()[FACE_REGION], (s, s), interpolation=cv2.INTER_AREA) for s in sizes]
+    height, width = max(sizes) + 16, sum(sizes) + 48
+    written = []
+    for i in range(frames):
+        frame = np.full((height, width, 3), 128, np.uint8)
+        frame[8 : 8 + sizes[0], 8 : 8 + sizes[0]] = faces[0]
+        frame[8 + i : 8 + i + sizes[1], width - 8 - sizes[1] : width - 8] = faces[1]
+        written.append(frame)
+    write_video(path, written, fps, codec)
+    return written
+
+
 def mask_video(
     path: str | Path,
     *,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdx.input import layouts
+from fdx.input import layouts, tfds_builders
 from fdx.input.layouts import MODELS, scan, scan_celebdf, scan_dfdm, scan_ffpp
 
 FFPP_PAIRS = {'train': [['000', '001']], 'val': [['002', '003']], 'test': [['004', '005']]}
@@ -320,9 +320,9 @@ def test_scan_dispatch(tmp_path):
     assert scan('dfdm', root, seed=3) == scan_dfdm(root, seed=3)
     assert scan('celebdf', _celebdf_tree(tmp_path / 'celebdf')).dataset == 'celebdf'
     assert scan('ffpp', _ffpp_tree(tmp_path / 'ffpp'), methods=('Face2Face',)).class_names == ('real', 'Face2Face')
-    assert set(layouts.SCANNERS) == {'ffpp', 'celebdf', 'dfdm'}
+    assert set(layouts.SCANNERS) == set(tfds_builders.BUILDERS) >= {'ffpp', 'celebdf', 'dfdm', 'dfd', 'dfdc', 'ffiw'}
     with pytest.raises(ValueError, match='ffpp, celebdf, dfdm'):
-        scan('dfd', root)
+        scan('df40', root)
     for dataset in layouts.SCANNERS:
         with pytest.raises(FileNotFoundError, match=str(tmp_path / 'missing')):
             scan(dataset, tmp_path / 'missing')

@@ -12,7 +12,7 @@ from compilation_cache import persistent_compilation_cache
 
 from fdx import cli
 from fdx.input import prepare as prepare_lib
-from fdx.input import records
+from fdx.input import records, tfds_builders
 from fdx.input.views import SplitIndex
 
 FRAMES = 4  # sampled per video
@@ -408,7 +408,7 @@ def test_tfds_build_command_with_manual_dir(dfdm, tmp_path):
         'array_record',
     ]  # the default builder config: 32 frames, 320 px
     simple_parsing.parse(build.Args, args=args).execute()
-    directory = tmp_path / 'dfdm' / 'crf0_crf10_crf23-even32-s320-x1p3-png' / '1.0.0'
+    directory = tmp_path / 'dfdm' / 'crf0_crf10_crf23-even32-s320-x1p3-png' / tfds_builders.DATA_VERSION
     built = tfds.builder_from_directory(str(directory))
     assert {s: built.info.splits[s].num_examples for s in built.info.splits} == {'train': 60, 'test': 60}
     from fdx import input as input_lib

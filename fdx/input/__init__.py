@@ -190,11 +190,12 @@ def held_out_videos(index, fraction: float, seed: int) -> np.ndarray:
     if not 0 < fraction < 1:
         raise ValueError(f'config.data.val_from_train: must be in (0, 1), got {fraction}')
     held = []
+    sources = index.source_videos()  # a video's face tracks stay together
     for class_id in np.unique(index.class_id):
-        videos = np.unique(index.video_index[index.class_id == class_id])
+        videos = np.unique(sources[index.class_id == class_id])
         count = min(max(round(fraction * len(videos)), 1), len(videos) - 1) if len(videos) > 1 else 0
         held.append(np.random.default_rng([seed, int(class_id)]).permutation(videos)[:count])
-    return np.isin(index.video_index, np.concatenate(held))
+    return np.isin(sources, np.concatenate(held))
 
 
 def _records(data_config, split: str, view):

@@ -87,6 +87,54 @@ def largest_face(faces: list[Face]) -> Face | None:
     return max(faces, key=lambda face: face.area, default=None)
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    width = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    height = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height
+    return float(width * height / union) if union > 0 else 0.0
+
+
+def large_faces(faces: list[Face], min_area_ratio: float = 0.5, min_size: float = 0.0) -> list[Face]:
+    """The faces of one frame whose area is at least `min_area_ratio` × the largest's (SBI keeps ≥ half the
+    largest for DFDC/FFIW: src/inference/preprocess.py) and whose box sides are ≥ `min_size` pixels, largest first."""
+    largest = largest_face(faces)
+    if largest is None:
+        return []
+    kept = [
+        face
+        for face in faces
+        if face.area >= min_area_ratio * largest.area
+        and min(face.box[2] - face.box[0], face.box[3] - face.box[1]) >= min_size
+    ]
+    return sorted(kept, key=lambda face: -face.area)
+
+
+def track_faces(frames: list[list[Face]], min_iou: float = 0.3) -> list[list[int]]:
+    """Face tracks over a video's sampled frames: for each frame, the track number of each of its faces.
+
+    Greedy association in frame order: each face (largest first) joins the unclaimed track whose last box overlaps
+    it most, if that IoU ≥ `min_iou`, else starts a new track. Tracks are numbered by first appearance (ties: larger
+    face first), so the numbering is deterministic for the detections.
+    """
+    last_boxes: list[np.ndarray] = []
+    assignments = []
+    for faces in frames:
+        claimed: set[int] = set()
+        numbers = []
+        for face in faces:
+            overlaps = [(box_iou(face.box, box), t) for t, box in enumerate(last_boxes) if t not in claimed]
+            best_iou, best = max(overlaps, default=(0.0, -1))
+            if best_iou < min_iou:
+                best = len(last_boxes)
+                last_boxes.append(face.box)
+            last_boxes[best] = face.box
+            claimed.add(best)
+            numbers.append(best)
+        assignments.append(numbers)
+    return assignments
+
+
 def crop_window(box, frame_shape: tuple[int, ...], scale: float = 1.3, square: bool = True) -> np.ndarray:
     """The crop window (int [4] x0, y0, x1, y1) of a face box enlarged `scale` times about its centre.
 

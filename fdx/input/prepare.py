@@ -1,21 +1,25 @@
-"""`fdx prepare {ffpp,celebdf,dfdm} --src RAW_DIR --out DATA_DIR`: raw videos → face-crop records (TFDS, array_record).
+"""`fdx prepare DATASET --src RAW_DIR --out DATA_DIR`: raw videos → face-crop records (TFDS, array_record).
 
-Per video (in parallel, resumable): decode the sampled frames of every quality, detect the largest face and its 68
-landmarks on the best quality, enlarge the box 1.3×, and cut that same window from every quality and from the
-manipulation-mask video. Each video's crops go to `DATA_DIR/_extract/<dataset>/<config>/<video>/` (PNG/JPEG files and
-a `meta.json`, written atomically), so an interrupted run continues where it stopped. The TFDS builder of
-`fdx.input.tfds_builders` then writes the records; a per-split metadata index and `manifest.json` (every skipped
-video or frame with its reason, counts per split and class) complete the output. The exit status is non-zero only
-when nothing usable was produced.
-"""
+DATASET is any layout of `fdx.input.layouts` (FF++, Celeb-DF, DFDM and the cross-dataset sets); `--check` only scans
+the layout and prints what it found per split and class and every problem, without decoding a video.
+
+Per video (in parallel, resumable): decode the sampled frames of every quality, detect the largest face (or, with
+`--faces all`, every face track: `_detect`) and its 68 landmarks on the best quality, enlarge the box 1.3×, and cut
+that same window from every quality and from the manipulation-mask video. Each video's crops go to
+`DATA_DIR/_extract/<dataset>/<config>/<video>/` (PNG/JPEG files and a `meta.json`, written atomically), so an
+interrupted run continues where it stopped. The TFDS builder of `fdx.input.tfds_builders` then writes the records;
+a per-split metadata index and `manifest.json` (every skipped video or frame with its reason, counts per split and
+class) complete the output. The exit status is non-zero only when nothing usable was produced."""
 
 import argparse
 import dataclasses
+import inspect
 import json
 import multiprocessing
 import os
 import shutil
 import time
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +28,7 @@ from tqdm import tqdm
 
 from fdx.input import faces, layouts, records, video
 
-DATASETS = ('ffpp', 'celebdf', 'dfdm')
+DATASETS = tuple(layouts.SCANNERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Options:
     scale: float = 1.3  # face box enlargement
     image_format: str = 'png'  # png | jpg
     jpeg_quality: int = 95
+    faces: str = 'largest'  # largest | all (one record per face track; see `_detect`)
+    min_face_ratio: float = 0.5  # all: faces of at least this fraction of the frame's largest face area (SBI)
+    min_face_size: int = 0  # all: and box sides of at least this many pixels
 
     def name(self) -> str:
         sampling = {
@@ -48,7 +55,12 @@ class Options:
         }[self.sampling]
         scale = f'{self.scale:g}'.replace('.', 'p')
         fmt = self.image_format if self.image_format == 'png' else f'jpg{self.jpeg_quality}'
-        return f'{sampling}-s{self.crop_size}-x{scale}-{fmt}'
+        name = f'{sampling}-s{self.crop_size}-x{scale}-{fmt}'
+        if self.faces == 'all':
+            name += f'-faces{self.min_face_ratio:g}'.replace('.', 'p') + (
+                f'm{self.min_face_size}' * bool(self.min_face_size)
+            )
+        return name
 
 
 def _safe(video_id: str) -> str:
@@ -97,29 +109,24 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
             meta['warnings'].append(f'mask video unusable ({e.reason}); records have no mask')
     reference = qualities[0]
     out = []
-    for index in indices:
-        if any(index not in decoded[q] for q in qualities):
-            meta['dropped'].append([index, 'frame not decoded in every quality (truncated video)'])
-            continue
-        face = faces.largest_face(detector.detect(decoded[reference][index]))
-        if face is None:
-            meta['dropped'].append([index, 'no face found'])
-            continue
+    for index, face, track in _detect(decoded, indices, qualities, options, detector, meta):
         window = faces.crop_window(face.box, decoded[reference][index].shape, options.scale)
+        prefix = f'{index:06d}' if options.faces == 'largest' else f'{index:06d}_f{track}'
         files = {}
         for q in qualities:
             crop = faces.crop(decoded[q][index], window, options.crop_size)
-            files[q] = f'{index:06d}_{q}.{options.image_format}'
+            files[q] = f'{prefix}_{q}.{options.image_format}'
             (tmp / files[q]).write_bytes(records.encode_image(crop, options.image_format, options.jpeg_quality))
         if index in masks:
             mask = faces.crop(masks[index].max(axis=-1), window, options.crop_size)
-            files['mask'] = f'{index:06d}_mask.png'
+            files['mask'] = f'{prefix}_mask.png'
             (tmp / files['mask']).write_bytes(records.encode_image(mask, 'png'))
-        elif job.mask is not None and masks:
+        elif job.mask is not None and masks and track == 0:
             meta['warnings'].append(f'mask frame {index} not decoded')
         out.append(
             {
                 'frame_index': index,
+                'face': track,
                 'files': files,
                 'landmarks': faces.landmarks_to_crop(face.landmarks, window, options.crop_size).tolist(),
                 'box': [float(v) for v in window],
@@ -129,6 +136,37 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
         reasons = sorted({reason for _, reason in meta['dropped']})
         raise video.VideoError(job.video_id, f'no usable frame among {len(indices)} sampled ({"; ".join(reasons)})')
     return out
+
+
+def _detect(decoded: dict, indices, qualities, options: Options, detector: faces.FaceDetector, meta: dict):
+    """(frame index, face, track number) of every face to crop, in frame order.
+
+    `options.faces` 'largest': the largest face of each frame, track 0 (a single-face dataset's subject).
+    'all': every face of at least `min_face_ratio` × the frame's largest area and `min_face_size` pixels, linked
+    into tracks across the sampled frames by box overlap (`faces.track_faces`): multi-face videos (DFDC, FFIW) give
+    one record per face and frame, and evaluation scores each track and the video by the maximum over its tracks
+    (`fdx.evaluate`, `eval.face_aggregation`). Frames that are not in every quality or have no face are dropped
+    with their reason.
+    """
+    reference = qualities[0]
+    frames, chosen = [], []
+    for index in indices:
+        if any(index not in decoded[q] for q in qualities):
+            meta['dropped'].append([index, 'frame not decoded in every quality (truncated video)'])
+            continue
+        found = detector.detect(decoded[reference][index])
+        if options.faces == 'largest':
+            found = [faces.largest_face(found)] if found else []
+        else:
+            found = faces.large_faces(found, options.min_face_ratio, options.min_face_size)
+        if not found:
+            meta['dropped'].append([index, 'no face found'])
+            continue
+        frames.append(index)
+        chosen.append(found)
+    tracks = faces.track_faces(chosen) if options.faces == 'all' else [[0] for _ in chosen]
+    for index, found, numbers in zip(frames, chosen, tracks):
+        yield from ((index, face, track) for face, track in zip(found, numbers))
 
 
 _detector: faces.FaceDetector | None = None  # one per worker process (loading the landmark model takes a second)
@@ -180,21 +218,83 @@ def load_record(cache: Path, job: layouts.VideoJob, qualities: Sequence[str], it
         video_id=job.video_id,
         video_index=video_index,
         frame_index=item['frame_index'],
+        face_index=item.get('face', 0),
         source_id=job.source_id,
     )
     return example
 
 
+def scanner_defaults(dataset: str) -> dict[str, Any]:
+    """The keyword options of `dataset`'s scanner (`fdx.input.layouts.SCANNERS`) and their defaults."""
+    parameters = inspect.signature(layouts.SCANNERS[dataset]).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _parse_option(hint, text: str):
+    """`text` as a value of the annotated type: tuples comma-separated, bools true/false/1/0, paths as strings."""
+    if typing.get_origin(hint) is tuple:
+        return tuple(_parse_option(typing.get_args(hint)[0], v) for v in text.split(',') if v)
+    if hint is bool:
+        if text.lower() not in ('true', 'false', '1', '0'):
+            raise ValueError(text)
+        return text.lower() in ('true', '1')
+    return hint(text) if hint in (int, float) else text
+
+
+def layout_options(dataset: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (`fdx prepare --option`) → keyword options of `dataset`'s scanner, typed by its
+    annotations. Raises ValueError naming an unknown key (with the valid ones) or a value of the wrong type."""
+    defaults = scanner_defaults(dataset)
+    hints = typing.get_type_hints(layouts.SCANNERS[dataset])
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not sep or key not in defaults:
+            raise ValueError(
+                f'--option {pair!r}: expected KEY=VALUE with KEY one of {", ".join(defaults)} ({dataset} layout)'
+            )
+        try:
+            options[key] = _parse_option(hints[key], value)
+        except ValueError:
+            raise ValueError(f'--option {pair!r}: {key} takes a value like {defaults[key]!r}') from None
+    return options
+
+
+def check(dataset: str, src: Path, scan_options: dict[str, Any]) -> int:
+    """`fdx prepare DATASET --src DIR --check`: scans the layout (no video is opened) and prints the videos found
+    per split and class and every problem; exit status 1 when no video would be prepared."""
+    layout = layouts.scan(dataset, src, **scan_options)
+    counts: dict[str, dict[str, int]] = {}
+    for job in layout.jobs:
+        by_class = counts.setdefault(job.split, {})
+        by_class[layout.class_names[job.class_id]] = by_class.get(layout.class_names[job.class_id], 0) + 1
+    print(f'{dataset} layout at {src}: {len(layout.jobs)} videos, qualities {", ".join(layout.qualities)}')
+    for split, by_class in sorted(counts.items()):
+        print(f'  {split}: ' + ', '.join(f'{name}={by_class.get(name, 0)}' for name in layout.class_names))
+    print(f'  problems: {len(layout.problems)}')
+    for item, reason in layout.problems:
+        print(f'    {item}: {reason}')
+    return 0 if layout.jobs else 1
+
+
 def main(argv: Sequence[str]) -> int:
-    """`fdx prepare {ffpp,celebdf,dfdm} --src RAW_DIR --out DATA_DIR [options]`."""
+    """`fdx prepare DATASET --src RAW_DIR --out DATA_DIR [options]` or `fdx prepare DATASET --src RAW_DIR --check`."""
     from fdx.input import tfds_builders
 
     parser = argparse.ArgumentParser(prog='fdx prepare', description=__doc__.split('\n\n')[0])
     parser.add_argument('dataset', choices=DATASETS)
     parser.add_argument('--src', required=True, help='the dataset as downloaded (its official layout)')
-    parser.add_argument('--out', required=True, help='DATA_DIR for the TFDS records, index and manifest')
-    parser.add_argument('--qualities', help='comma-separated (ffpp: raw,c23,c40; dfdm: crf0,crf10,crf23)')
+    parser.add_argument('--out', help='DATA_DIR for the TFDS records, index and manifest')
+    parser.add_argument('--check', action='store_true', help='only scan the layout and print what was found')
+    parser.add_argument('--qualities', help='comma-separated (ffpp: raw,c23,c40; dfdm: crf0,crf10,crf23; ...)')
     parser.add_argument('--methods', help='ffpp: comma-separated manipulation methods')
+    parser.add_argument(
+        '--option',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help="the dataset layout's options (fdx.input.layouts), e.g. split=actors for dfd",
+    )
     parser.add_argument('--sampling', choices=video.SAMPLING_MODES, default=Options.sampling)
     parser.add_argument('--frames', type=int, default=Options.frames)
     parser.add_argument('--run-length', type=int, default=Options.run_length)
@@ -203,9 +303,25 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--scale', type=float, default=Options.scale)
     parser.add_argument('--format', dest='image_format', choices=('png', 'jpg'), default=Options.image_format)
     parser.add_argument('--jpeg-quality', type=int, default=Options.jpeg_quality)
+    parser.add_argument(
+        '--faces', choices=('largest', 'all'), default=Options.faces, help='all: one record per face track'
+    )
+    parser.add_argument('--min-face-ratio', type=float, default=Options.min_face_ratio)
+    parser.add_argument('--min-face-size', type=int, default=Options.min_face_size)
     parser.add_argument('--seed', type=int, default=0, help='dfdm: seed of the 70/30 video split')
     parser.add_argument('--workers', type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args(argv)
+    scan_options = layout_options(args.dataset, args.option)
+    if args.qualities:
+        scan_options['qualities'] = tuple(args.qualities.split(','))
+    if args.methods:
+        scan_options['methods'] = tuple(args.methods.split(','))
+    if args.dataset == 'dfdm':
+        scan_options['seed'] = args.seed
+    if args.check:
+        return check(args.dataset, Path(args.src), scan_options)
+    if not args.out:
+        raise ValueError('fdx prepare: --out DATA_DIR is required (or --check to only scan the layout)')
     options = Options(
         args.sampling,
         args.frames,
@@ -215,14 +331,10 @@ def main(argv: Sequence[str]) -> int:
         args.scale,
         args.image_format,
         args.jpeg_quality,
+        args.faces,
+        args.min_face_ratio,
+        args.min_face_size,
     )
-    scan_options = {}
-    if args.qualities:
-        scan_options['qualities'] = tuple(args.qualities.split(','))
-    if args.methods:
-        scan_options['methods'] = tuple(args.methods.split(','))
-    if args.dataset == 'dfdm':
-        scan_options['seed'] = args.seed
     start = time.perf_counter()
     summary = tfds_builders.prepare(
         args.dataset, Path(args.src), Path(args.out), options, scan_options, workers=args.workers

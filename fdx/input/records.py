@@ -12,8 +12,11 @@ Keys of a record (as `tfds.data_source` returns it):
     label            int64    0 real, 1 fake
     class_id         int64    attribution class (index into the builder's class names; real = 0 where present)
     video_id         bytes    unique video name, e.g. b'Deepfakes/000_003', b'original/000', b'Dfaker/id01_id02_0003_Dfaker'
-    video_index      int64    dense video number within the dataset (grouping key for clips and video metrics)
+    video_index      int64    dense number of the video (of its face track with `--faces all`) within the dataset,
+                              the grouping key for clips and video metrics
     frame_index      int64    frame number in the decoded video
+    face_index       int64    face track within the video (0 unless `fdx prepare --faces all`): a video's tracks
+                              have consecutive video_index values, so video_index - face_index names the video
     source_id        bytes    the video a fake was made from, shared with it by its real (e.g. b'000'); see layouts
 """
 

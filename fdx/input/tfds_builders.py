@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fdx.input import layouts, records
-from fdx.input.prepare import Options, extract_all, load_record
+from fdx.input.prepare import Options, extract_all, load_record, scanner_defaults
 
-DATA_VERSION = '1.0.0'
+DATA_VERSION = '1.1.0'
 
 
 @dataclasses.dataclass(eq=False)
@@ -32,7 +32,10 @@ class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Common builder: one record per sampled frame with the crops of every quality (see fdx.input.records)."""
 
     VERSION = tfds.core.Version(DATA_VERSION)
-    RELEASE_NOTES = {DATA_VERSION: 'Face crops, 68 landmarks, masks, per-frame metadata.'}
+    RELEASE_NOTES = {
+        '1.0.0': 'Face crops, 68 landmarks, masks, per-frame metadata.',
+        DATA_VERSION: '`face_index` (face track within the video; `fdx prepare --faces all`), one video_index per track.',
+    }
     BUILDER_CONFIG_CLASS = FaceCropsConfig
     dataset: str
     class_names: tuple[str, ...]
@@ -52,6 +55,11 @@ class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             name += '-' + '_'.join(m.lower() for m in scan_options['methods'])
         if scan_options.get('seed'):
             name += f'-seed{scan_options["seed"]}'
+        defaults = scanner_defaults(cls.dataset)
+        for key, value in sorted(scan_options.items()):  # other layout options that differ from their defaults
+            if key not in ('qualities', 'methods', 'seed') and value != defaults.get(key):
+                value = '_'.join(map(str, value)) if isinstance(value, tuple) else value
+                name += f'-{key}{value}'.replace('.', 'p').replace('/', '_')
         return FaceCropsConfig(
             name=name,
             version=DATA_VERSION,
@@ -77,6 +85,7 @@ class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             video_id=tfds.features.Text(),
             video_index=tfds.features.Scalar(dtype=np.int64),
             frame_index=tfds.features.Scalar(dtype=np.int64),
+            face_index=tfds.features.Scalar(dtype=np.int64),
             source_id=tfds.features.Text(),
         )
         return tfds.core.DatasetInfo(
@@ -89,11 +98,10 @@ class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_generators(self, dl_manager):
         layout = layouts.scan(self.dataset, Path(dl_manager.manual_dir), **self.builder_config.scan_options)
         metas = extract_all(layout, self.builder_config.options, self.extraction_cache(), self.workers)
-        usable = sorted(job.video_id for job in layout.jobs if metas[job.video_id].get('records'))
-        video_index = {video_id: i for i, video_id in enumerate(usable)}
+        video_index = track_indices(metas)
         by_split = collections.defaultdict(list)
         for job in layout.jobs:
-            if job.video_id in video_index:
+            if metas[job.video_id].get('records'):
                 by_split[job.split].append(job)
         return {
             split: self._generate_examples(jobs, metas, video_index, layout.qualities)
@@ -102,12 +110,24 @@ class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _generate_examples(self, jobs, metas, video_index, qualities):
         cache = self.extraction_cache()
+        per_face = self.builder_config.options.faces != 'largest'
         for job in jobs:
             for item in metas[job.video_id]['records']:
-                yield (
-                    f'{job.video_id}/{item["frame_index"]}',
-                    load_record(cache, job, qualities, item, video_index[job.video_id]),
-                )
+                face = item.get('face', 0)
+                key = f'{job.video_id}/{item["frame_index"]}' + (f'/{face}' if per_face else '')
+                yield key, load_record(cache, job, qualities, item, video_index[job.video_id, face])
+
+
+def track_indices(metas: dict[str, dict]) -> dict[tuple[str, int], int]:
+    """(video id, face track) → its dense `video_index`, over every usable track in sorted order.
+
+    A video's tracks 0..n-1 get consecutive indices, so `video_index - face_index` is the same for all of them:
+    evaluation groups a video's tracks by it (`fdx.evaluate`). With one face per video this is the video's rank.
+    """
+    units = sorted(
+        {(video_id, item.get('face', 0)) for video_id, meta in metas.items() for item in meta.get('records', [])}
+    )
+    return {unit: i for i, unit in enumerate(units)}
 
 
 class Ffpp(_FaceCrops):
@@ -150,7 +170,71 @@ class Dfdm(_FaceCrops):
     )
 
 
-BUILDERS = {cls.dataset: cls for cls in (Ffpp, CelebDf, Dfdm)}
+class Dfd(_FaceCrops):
+    """FF++'s DeepFakeDetection (DFD): actors' reals and their Google/Jigsaw fakes, raw/c23/c40, masks."""
+
+    name = 'dfd'
+    dataset = 'dfd'
+    class_names = layouts.DFD_CLASSES
+    qualities = ('c23',)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Download original_sequences/actors and manipulated_sequences/DeepFakeDetection (and its masks) with the '
+        'FaceForensics++ script into the FF++ root; pass that root as --manual_dir.'
+    )
+
+
+class Dfdc(_FaceCrops):
+    """DFDC: the 50 training parts (metadata.json), the public validation and test sets (labels.csv)."""
+
+    name = 'dfdc'
+    dataset = 'dfdc'
+    class_names = ('real', 'fake')
+    qualities = ('raw',)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Extract the DFDC training parts (dfdc_train_part_<N>/ with metadata.json, under <manual_dir> or '
+        '<manual_dir>/train) and the public test set (test/labels.csv, test/videos/) into <manual_dir>.'
+    )
+
+
+class Dfdcp(_FaceCrops):
+    """DFDC Preview: original_videos, method_A, method_B and dataset.json (label, set)."""
+
+    name = 'dfdcp'
+    dataset = 'dfdcp'
+    class_names = layouts.DFDCP_CLASSES
+    qualities = ('raw',)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Extract the DFDC Preview so that <manual_dir> holds dataset.json, original_videos/, method_A/, method_B/.'
+    )
+
+
+class Ffiw(_FaceCrops):
+    """FFIW-10K: source (real) and target (fake) videos per split, several faces per video."""
+
+    name = 'ffiw'
+    dataset = 'ffiw'
+    class_names = ('real', 'fake')
+    qualities = ('raw',)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Extract FFIW10K-v1-release (source/, target/ with train/ and val/) as <manual_dir>; the test release '
+        '(FFIW10K-v1-release-test) is read with `--option test_root=DIR`.'
+    )
+
+
+class DeeperForensics(_FaceCrops):
+    """DeeperForensics-1.0: end-to-end fakes and their perturbed variants (qualities), FF++'s reals, split lists."""
+
+    name = 'deeperforensics'
+    dataset = 'deeperforensics'
+    class_names = ('real', 'fake')
+    qualities = ('raw',)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Extract DeeperForensics-1.0 (manipulated_videos/<variant>/, lists/splits/) as <manual_dir>; its reals are '
+        "FF++'s youtube c23 videos (`--option ffpp_root=FFPP`) or `--option reals=source` (source_videos/)."
+    )
+
+
+BUILDERS = {cls.dataset: cls for cls in (Ffpp, CelebDf, Dfdm, Dfd, Dfdc, Dfdcp, Ffiw, DeeperForensics)}
 for _cls in BUILDERS.values():
     _cls.BUILDER_CONFIGS = [_cls.make_config()]
 
@@ -177,10 +261,12 @@ def prepare(
     counts = collections.defaultdict(lambda: collections.Counter())
     class_names = builder._class_names()
     for job in layout.jobs:
-        n = len(metas[job.video_id].get('records', []))
-        if n:
+        items = metas[job.video_id].get('records', [])
+        if items:
             counts[job.split][f'videos/{class_names[job.class_id]}'] += 1
-            counts[job.split][f'records/{class_names[job.class_id]}'] += n
+            counts[job.split][f'records/{class_names[job.class_id]}'] += len(items)
+            if options.faces != 'largest':
+                counts[job.split][f'tracks/{class_names[job.class_id]}'] += len({item.get('face', 0) for item in items})
     total = sum(v for split in counts.values() for k, v in split.items() if k.startswith('records/'))
     if total:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(src)))
@@ -207,19 +293,19 @@ def prepare(
 
 
 def write_index(builder: tfds.core.DatasetBuilder, split: str):
-    """`index_<split>.npz` beside the records: video_index, frame_index, label, class_id per record, record order.
+    """`index_<split>.npz` beside the records: video_index, frame_index, label, class_id, face_index per record.
 
     Returns the index; when the dataset folder is read-only the index is only returned.
     """
     from fdx.input.views import SplitIndex
 
     source = builder.as_data_source(split=split)
-    keys = ('video_index', 'frame_index', 'label', 'class_id')
+    keys = ('video_index', 'frame_index', 'label', 'class_id', 'face_index')
     columns = {k: np.empty(len(source), np.int64) for k in keys}
     for i in range(len(source)):
         record = source[i]
         for k in keys:
-            columns[k][i] = record[k]
+            columns[k][i] = record.get(k, 0) if k == 'face_index' else record[k]  # 1.0.0 records have none
     index = SplitIndex(**columns)
     try:
         index.save(Path(builder.data_dir) / f'index_{split}.npz')

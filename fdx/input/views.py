@@ -208,14 +208,18 @@ def augment_params(augment: Augment | None, rng: np.random.Generator) -> Augment
 
 @dataclass
 class SplitIndex:
-    """Per-split metadata written by prepare: one row per record, in record order (all int64 [N])."""
+    """Per-split metadata written by prepare: one row per record, in record order (all int64 [N]). `face_index` is
+    the face track within its video (zeros for datasets prepared with one face per frame, or before it existed)."""
 
     video_index: np.ndarray
     frame_index: np.ndarray
     label: np.ndarray
     class_id: np.ndarray
+    face_index: np.ndarray | None = None
 
     def __post_init__(self):
+        if self.face_index is None:
+            self.face_index = np.zeros_like(np.asarray(self.video_index))
         for f in fields(self):
             setattr(self, f.name, np.asarray(getattr(self, f.name), np.int64))
         shapes = {f.name: getattr(self, f.name).shape for f in fields(self)}
@@ -227,7 +231,7 @@ class SplitIndex:
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> 'SplitIndex':
-        rows = [[r[f.name] for f in fields(cls)] for r in records]
+        rows = [[r.get(f.name, 0) if f.name == 'face_index' else r[f.name] for f in fields(cls)] for r in records]
         return cls(*np.array(rows, np.int64).reshape(-1, len(fields(cls))).T)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -237,11 +241,15 @@ class SplitIndex:
     @classmethod
     def load(cls, path: str | os.PathLike) -> 'SplitIndex':
         with np.load(path) as data:
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def take(self, rows: np.ndarray) -> 'SplitIndex':
         """The index of the records at `rows` (in that order)."""
         return SplitIndex(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    def source_videos(self) -> np.ndarray:
+        """Per record, a number shared by every face track of its video (`video_index - face_index`)."""
+        return self.video_index - self.face_index
 
     def videos(self) -> dict[int, np.ndarray]:
         """video_index -> its record indices sorted by frame_index, in increasing video_index."""
@@ -458,6 +466,7 @@ def record_meta(record: Record) -> dict[str, np.ndarray]:
         'class_id': np.int32(record['class_id']),
         'video_index': np.int64(record['video_index']),
         'frame_index': np.int64(record['frame_index']),
+        'face_index': np.int64(record.get('face_index', 0)),
     }
 
 
@@ -467,6 +476,7 @@ META_SPEC = {
     'class_id': ((), 'int32'),
     'video_index': ((), 'int64'),
     'frame_index': ((), 'int64'),
+    'face_index': ((), 'int64'),
 }
 
 
