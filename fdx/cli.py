@@ -24,6 +24,7 @@ COMMANDS = {
     'grid': ('fdx.grid', "ablation grid over a config's sweep(): print or run one training per point"),
     'bench': ('fdx.bench', 'measure the train step (vs PyTorch), input pipeline, preprocessing and matmul peak'),
     'crosseval': ('fdx.crosseval', 'evaluate every point of a grid on every value of a key; markdown table'),
+    'results': ('fdx.results', 'results table of grids (md, csv, tex): every point, its state, mean ± std over seeds'),
     'summary': ('fdx.summary', "a config's parameters and XLA-counted GFLOPs per top-level module"),
 }
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, FileExistsError)

@@ -1,15 +1,18 @@
 """Ablation grids: expand a config's ``sweep()`` and run one training per point.
 
-``fdx grid CONFIG_SPEC [--config.key=value …] [--root DIR] [--name NAME] [--dry-run] [--backend local]
-[--only SUBSTRING]`` (the ``--config.*`` overrides apply to every point). Point ``i`` trains in ``<root>/<name>/<point_id>``; the
-trainer writes ``done.json`` there when it completes, so re-running the grid
-skips finished points and relaunches unfinished ones in place (the trainer
-resumes from its checkpoints). Per-point outcomes go to
-``<root>/<name>/grid_status.json``.
+``fdx grid CONFIG_SPEC [--config.key=value …] [--root DIR] [--name NAME] [--dry-run] [--backend local|slurm]
+[--only SUBSTRING] [--status]`` (the ``--config.*`` overrides apply to every point). Point ``i`` trains in
+``<root>/<name>/<point_id>``; the trainer writes ``done.json`` there when it completes, so re-running the grid
+skips finished points and relaunches unfinished ones in place (the trainer resumes from its checkpoints). Per-point
+outcomes go to ``<root>/<name>/grid_status.json``.
 
-The local backend runs ``python -m fdx.cli train ...``; the environment
-variable ``FDX_GRID_TRAIN_CMD`` (a shell-quoted command prefix, e.g.
-``python fake_train.py``) replaces ``python -m fdx.cli`` (used by tests).
+The local backend runs ``python -m fdx.cli train ...`` for each point in turn. The SLURM backend (``fdx.slurm``)
+writes ``<root>/<name>/slurm/array.sbatch``, one array task per unfinished point (task ``i`` = point ``i``, its log
+``<workdir>/slurm.log``), submits it with ``sbatch --parsable`` and records the job in ``grid_status.json``;
+``--status`` then shows every point pending / running / done / failed (with its log's tail). Resources come from
+``--nodes``, ``--gpus-per-node``, ``--time``, ``--partition``, ``--account``, ``--sbatch LINE`` or the config's
+``launch`` section (flags win). The environment variable ``FDX_GRID_TRAIN_CMD`` (a shell-quoted command prefix,
+e.g. ``python fake_train.py``) replaces ``python -m fdx.cli`` (used by tests).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from fdx import slurm
 from fdx.config import apply_overrides, config_from_module, import_config_file, parse_cli, render_value, split_spec
 
 DONE_FILE = "done.json"
 STATUS_FILE = "grid_status.json"
+SLURM_LOG = "slurm.log"  # a point's log under the SLURM backend, in its workdir
 TRAIN_CMD_ENV = "FDX_GRID_TRAIN_CMD"
 _MAX_ID_BODY = 60  # characters after the "NNN-" prefix
 _STDERR_TAIL_LINES = 20
@@ -143,11 +148,11 @@ def _run_point(spec: str, point: Point, root: str, name: str) -> dict[str, Any]:
     return record
 
 
-def _write_status(path: Path, spec: str, records: list[dict[str, Any]]) -> None:
-    """Atomically writes the grid status file."""
+def _write_status(path: Path, spec: str, records: list[dict[str, Any]], **fields: Any) -> None:
+    """Atomically writes the grid status file (``fields``: the backend's own entries)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"config": spec, "points": records}, indent=2) + "\n")
+    tmp.write_text(json.dumps({"config": spec, **fields, "points": records}, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -178,28 +183,148 @@ def run_local(spec: str, points: list[Point], root: str, name: str) -> int:
     return 0 if all(r["status"] != "failed" for r in records) else 1
 
 
+def launch_resources(spec: str, shared: Sequence[str], args: argparse.Namespace) -> slurm.Resources:
+    """The array's resources: the config's ``launch`` section overridden by the command's flags."""
+    module, arg = import_config_file(spec)
+    config = apply_overrides(config_from_module(module, arg), list(shared))
+    return slurm.resources_from(args, dict(config.get("launch") or {}))
+
+
+def _load_status(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_slurm(spec: str, points: list[tuple[int, Point]], root: str, name: str, resources: slurm.Resources) -> int:
+    """Submits the unfinished points of ``points`` ((index in the grid, point)) as one job array; returns 0."""
+    grid_dir = Path(root, name).absolute()
+    status_path = grid_dir / STATUS_FILE
+    todo = [(i, p) for i, p in points if not (grid_dir / p.point_id / DONE_FILE).exists()]
+    if not todo:
+        print(f"[grid] every selected point of {grid_dir} is finished; nothing to submit")
+        return 0
+    tasks = [
+        slurm.Task(i, train_command(spec, p, grid_dir.parent, name), grid_dir / p.point_id / SLURM_LOG) for i, p in todo
+    ]
+    script = grid_dir / "slurm" / "array.sbatch"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    log = grid_dir / "slurm" / "%A_%a.out"
+    script.write_text(slurm.render_script(f"fdx-{name}", tasks, resources, log, Path.cwd()))
+    job_id = slurm.submit(script)
+    status = _load_status(status_path)
+    records = {r["point_id"]: r for r in status.get("points", []) if status.get("backend") == "slurm"}
+    for i, point in points:
+        record = records.setdefault(point.point_id, {"point_id": point.point_id, "index": i})
+        record["workdir"] = str(grid_dir / point.point_id)
+    for i, point in todo:
+        records[point.point_id].update(job=job_id, submitted=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    ordered = sorted(records.values(), key=lambda r: r["index"])
+    _write_status(status_path, spec, ordered, backend="slurm", script=str(script))
+    print(f"[grid] submitted job array {job_id} ({slurm.array_spec([i for i, _ in todo])}) from {script}")
+    print(f"[grid] fdx grid {spec} --root {root} --name {name} --status   # shows each point")
+    return 0
+
+
+def slurm_log_exit(log: Path) -> tuple[int, str] | None:
+    """(exit code, last line of the task's own output) of the last run in a point's ``slurm.log``, or None while it
+    runs (or never ran)."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    starts = [i for i, line in enumerate(lines) if line.startswith("[fdx] array task ")]
+    for i in range(len(lines) - 1, starts[-1] if starts else -1, -1):
+        match = re.match(r"\[fdx\] exit (\d+)", lines[i])
+        if match:
+            output = [line for line in lines[:i] if line.strip() and not line.startswith("[fdx]")]
+            return int(match[1]), output[-1].strip() if output else ""
+    return None
+
+
+def point_states(root: str, name: str) -> list[dict[str, Any]]:
+    """Every point of a SLURM grid: ``state`` pending | running | done | failed | unknown, its SLURM task state, and
+    for failed points the tail of its log."""
+    status_path = Path(root, name, STATUS_FILE)
+    status = _load_status(status_path)
+    if status.get("backend") != "slurm":
+        raise ValueError(f"{status_path}: no SLURM grid here (submit it with --backend slurm first)")
+    states: dict[str, dict[int, str]] = {}
+    out = []
+    for record in status["points"]:
+        workdir, job = Path(record["workdir"]), record.get("job")
+        if job is not None and job not in states:
+            states[job] = slurm.task_states(job)
+        task_state = states.get(job, {}).get(record["index"]) if job else None
+        log = workdir / SLURM_LOG
+        if (workdir / DONE_FILE).exists():
+            state = "done"
+        elif job is None:
+            state = "not submitted"
+        elif task_state is None:  # SLURM has forgotten the task: its log tells how it ended
+            ended = slurm_log_exit(log)
+            state = "failed" if ended and ended[0] not in (0, slurm.EXIT_PREEMPTED) else "unknown"
+        elif task_state in slurm.FAILED_STATES or task_state in slurm.FINISHED_STATES:
+            state = "failed"  # a completed task without done.json failed too
+        elif task_state.startswith("RUNNING") or task_state == "COMPLETING":
+            state = "running"
+        else:
+            state = "pending"
+        row = {"point_id": record["point_id"], "state": state, "job": f"{job}_{record['index']}" if job else "-"}
+        row["slurm"] = task_state or "-"
+        if state == "failed":
+            row["log_tail"] = slurm.log_tail(log)
+        out.append(row)
+    return out
+
+
+def print_states(rows: list[dict[str, Any]]) -> int:
+    """Prints the ``point_states`` table (and failed points' log tails); 1 if any point failed."""
+    table = [("point_id", "state", "job", "slurm")] + [(r["point_id"], r["state"], r["job"], r["slurm"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table))
+    for row in rows:
+        if row["state"] == "failed":
+            print(f"\n[{row['point_id']}] {row['job']} failed; log tail:\n{row['log_tail'] or '(no log)'}")
+    return 1 if any(r["state"] == "failed" for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fdx grid``; ``argv`` holds the arguments after ``grid``."""
     parser = argparse.ArgumentParser(prog="fdx grid", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", metavar="CONFIG_SPEC", help="path/to/config.py[:arg] defining sweep()")
     parser.add_argument("--root", default="runs", help="runs root directory (default: ./runs)")
     parser.add_argument("--name", help="grid name (default: config file stem, plus -arg)")
-    parser.add_argument("--dry-run", action="store_true", help="print one command per point, run nothing")
+    parser.add_argument("--dry-run", action="store_true", help="print one command per point (or the sbatch script)")
     parser.add_argument(
-        "--backend", choices=["local"], default="local", help="local: run points one after another in subprocesses"
+        "--backend",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: points one after another here; slurm: one job array (fdx.slurm)",
     )
     parser.add_argument("--only", metavar="POINT_ID_SUBSTRING", help="run only points whose id contains this")
+    parser.add_argument("--status", action="store_true", help="show the state of each point of a SLURM grid")
+    slurm.add_resource_flags(parser)
     _, shared, rest = parse_cli(argv or [])
     args = parser.parse_args(rest)
     name = args.name or default_name(args.config)
-    points = [p for p in expand_sweep(args.config, shared) if args.only is None or args.only in p.point_id]
+    if args.status:
+        return print_states(point_states(args.root, name))
+    indexed = list(enumerate(expand_sweep(args.config, shared)))
+    points = [(i, p) for i, p in indexed if args.only is None or args.only in p.point_id]
     if not points:
         raise ValueError(f"--only {args.only!r}: no point id contains it (--dry-run lists them)")
+    if args.backend == "slurm":
+        resources = launch_resources(args.config, shared, args)
+        if args.dry_run:
+            grid_dir = Path(args.root, name).absolute()
+            tasks = [
+                slurm.Task(i, train_command(args.config, p, grid_dir.parent, name), grid_dir / p.point_id / SLURM_LOG)
+                for i, p in points
+            ]
+            print(slurm.render_script(f"fdx-{name}", tasks, resources, grid_dir / "slurm" / "%A_%a.out", Path.cwd()))
+            return 0
+        return run_slurm(args.config, points, args.root, name, resources)
     if args.dry_run:
-        for point in points:
+        for _, point in points:
             print(shlex.join(point_command(args.config, point, args.root, name)))
         return 0
-    return run_local(args.config, points, args.root, name)
+    return run_local(args.config, [p for _, p in points], args.root, name)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@ Every method runs through this loop (see `fdx.methods.base`): a jit-compiled, sh
 in/out shardings and a donated state, global batches built from per-process grain pipelines, an optional critic
 updated alternately with its own optimizer, orbax checkpoints holding the state and the data-iterator position (exact
 resume), periodic evaluation, and logs on process 0 (TensorBoard, `metrics.jsonl`, a progress bar).
+
+Pre-emption: SIGTERM or SIGUSR1 (what SLURM sends before a time limit with `--signal`, and on pre-emption or
+`scontrol requeue`) makes the loop save a checkpoint after the current step and exit with `EXIT_PREEMPTED` (75,
+sysexits' EX_TEMPFAIL: run again); re-running resumes from that checkpoint with the losses of an uninterrupted run.
 """
 
 import argparse
+import dataclasses
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,12 +27,14 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from fdx import config as config_lib
-from fdx import evaluate, methods, optim, sharding, writers
+from fdx import evaluate, methods, optim, sharding, slurm, writers
 from fdx import input as input_lib
 from fdx import state as state_lib
 from fdx.input import pipeline
 
 DONE_FILE = 'done.json'
+EXIT_PREEMPTED = slurm.EXIT_PREEMPTED  # saved and stopped on SIGTERM / SIGUSR1: re-run (or requeue) to resume
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -56,11 +64,49 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()
     c.data = input_lib.data_config()
+    # What a cluster job of this config asks for (`fdx grid --backend slurm`; the command's flags win).
+    c.launch = ml_collections.ConfigDict(dataclasses.asdict(slurm.Resources()))
     return c
 
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+class Preempted(Exception):
+    """Training stopped on a pre-emption signal after saving a checkpoint at `step`."""
+
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f'{signal_name} received: checkpoint saved at step {step}; re-run to resume')
+        self.step = step
+
+
+class PreemptionFlag:
+    """Records `PREEMPTION_SIGNALS` (restoring the previous handlers on exit). `requested()` is agreed by every
+    process (an all-gather of the flag), so all stop and save at the same step."""
+
+    def __init__(self):
+        self.signal_name = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in PREEMPTION_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        if jax.process_count() == 1:
+            return self.signal_name is not None
+        from jax.experimental import multihost_utils
+
+        return bool(multihost_utils.process_allgather(self.signal_name is not None).any())
 
 
 def check_select(config) -> None:
@@ -182,7 +228,13 @@ def _eval_every(config, steps_per_epoch: int) -> int:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
-    """Trains (or resumes) in `workdir`; returns the final evaluation metrics."""
+    """Trains (or resumes) in `workdir`; returns the final evaluation metrics. Raises `Preempted` after saving a
+    checkpoint when a pre-emption signal arrives (from here on: during setup and compilation too)."""
+    with PreemptionFlag() as preemption:
+        return _train(config, workdir, preemption)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str | Path, preemption: PreemptionFlag) -> dict[str, Any]:
     check_select(config)
     eval_splits = tuple(dict.fromkeys((*config.eval_splits, *((config.select.split,) if config.select.split else ()))))
     available = input_lib.split_names(config.data)
@@ -241,7 +293,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                     _log_step(writer, config, bar, *pending)
                 pending = (step, metrics)
                 done = step + 1
-                if done % config.checkpoint.every == 0 or done == total:
+                stop = preemption.requested()
+                if done % config.checkpoint.every == 0 or done == total or stop:
                     _log_step(writer, config, bar, *pending)
                     pending = None
                     manager.save(
@@ -249,7 +302,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
                         args=ocp.args.Composite(
                             state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator)
                         ),
+                        force=stop,
                     )
+                if stop:
+                    raise Preempted(done, preemption.signal_name)
                 if eval_every and done % eval_every == 0 and done != total:
                     evaluation(done, state)
             if pending is not None:
@@ -311,4 +367,7 @@ def main(argv: Sequence[str]) -> int:
     except NonFiniteLossError as e:
         print(f'fdx train: {e}', file=sys.stderr)
         return 3
+    except Preempted as e:
+        print(f'fdx train: {e}', file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0

@@ -186,3 +186,37 @@ def test_prepare_and_check(dataset, tmp_path, capsys):
             record = source[i]
             found[record['video_id'].decode()] = (int(record['label']), int(record['class_id']), split)
     assert found == expected
+
+
+def _records_by_key(out: Path) -> dict:
+    manifest = json.loads(next(out.glob('dfdc/*/*/manifest.json')).read_text())
+    builder = tfds.builder_from_directory(manifest['directory'])
+    found = {}
+    for split in builder.info.splits:
+        source = builder.as_data_source(split=split)
+        for i in range(len(source)):
+            record = source[i]
+            key = (split, record['video_id'].decode(), int(record['frame_index']))
+            found[key] = {k: v.tolist() if hasattr(v, 'tolist') else v for k, v in record.items()}
+    return manifest, found
+
+
+def test_sharded_prepare_equals_unsharded(tmp_path, capsys):
+    """`--shard I/N` extracts disjoint parts into the shared cache; `--merge` refuses while a shard is missing, then
+    writes the records (keys and contents) and the manifest of an unsharded run."""
+    src, extra, *_ = dfdc(tmp_path / 'raw')
+    common = ['--frames', '2', '--crop-size', '64', '--workers', '1', *extra]
+    assert cli.main(['prepare', 'dfdc', '--src', str(src), '--out', str(tmp_path / 'whole'), *common]) == 0
+    sharded = ['prepare', 'dfdc', '--src', str(src), '--out', str(tmp_path / 'sharded'), *common]
+    assert cli.main([*sharded, '--shard', '0/3']) == 0
+    assert cli.main([*sharded, '--merge']) == 2
+    assert 'not extracted' in capsys.readouterr().err
+    for shard in ('1/3', '2/3'):
+        assert cli.main([*sharded, '--shard', shard]) == 0
+    assert cli.main([*sharded, '--merge']) == 0
+    whole_manifest, whole = _records_by_key(tmp_path / 'whole')
+    merged_manifest, merged = _records_by_key(tmp_path / 'sharded')
+    assert merged == whole and len(whole) == 8
+    for key in ('splits', 'problems', 'records', 'videos'):
+        assert merged_manifest[key] == whole_manifest[key]
+    assert cli.main([*sharded, '--shard', '3/3']) == 2

@@ -1,4 +1,4 @@
-"""The trainer: end to end, exact resume after SIGKILL, device/process equivalence, critic, frozen groups, NaN stop."""
+"""The trainer: end to end, exact resume after SIGKILL or SIGTERM, device/process equivalence, critic, frozen groups, NaN stop."""
 
 import json
 import os
@@ -158,6 +158,22 @@ def test_kill_during_checkpoint_save(reference_run, tmp_path):
     assert int(restored['step']) == max(finished)
     stderr = finish(fdx(*args))
     assert losses(workdir) == losses(reference_run) and 'leaked' not in stderr
+
+
+def test_sigterm_saves_and_resumes_exactly(reference_run, tmp_path):
+    """SIGTERM (a pre-emption, SLURM's time-limit warning): the run saves a checkpoint after its current step and exits
+    with EXIT_PREEMPTED; the re-run resumes there and logs the reference losses."""
+    workdir = tmp_path / 'preempted'
+    process = fdx('train', '--config', TINY, '--workdir', str(workdir))
+    while not (workdir / 'config.json').is_file() and process.poll() is None:  # written before setup and compilation
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stderr = finish(process, expect=train.EXIT_PREEMPTED)
+    saved = int(stderr.split('SIGTERM received: checkpoint saved at step ')[1].split(';')[0])
+    assert 1 <= saved < 12 and int(restored_state(workdir)['step']) == saved
+    assert not (workdir / train.DONE_FILE).exists()
+    stderr = finish(fdx('train', '--config', TINY, '--workdir', str(workdir)))
+    assert f'resumed from step {saved}' in stderr and losses(workdir) == losses(reference_run)
 
 
 @pytest.fixture(scope='module')

@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 import typing
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from fdx import slurm
 from fdx.input import faces, layouts, records, video
 
 DATASETS = tuple(layouts.SCANNERS)
@@ -63,7 +65,8 @@ class Options:
         return name
 
 
-def _safe(video_id: str) -> str:
+def safe_name(video_id: str) -> str:
+    """A video's folder name in the extraction cache."""
     return video_id.replace('/', '__')
 
 
@@ -184,8 +187,8 @@ def extract_all(
 ) -> dict[str, dict[str, Any]]:
     """Extracts every job not yet in `cache` (in parallel); returns the metas of all jobs."""
     cache.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in layout.jobs if not (cache / _safe(job.video_id) / 'meta.json').is_file()]
-    args = [(job, layout.qualities, options, cache / _safe(job.video_id)) for job in todo]
+    todo = [job for job in layout.jobs if not (cache / safe_name(job.video_id) / 'meta.json').is_file()]
+    args = [(job, layout.qualities, options, cache / safe_name(job.video_id)) for job in todo]
     bar = tqdm(
         total=len(layout.jobs),
         initial=len(layout.jobs) - len(todo),
@@ -202,12 +205,14 @@ def extract_all(
             _work(arg)
             bar.update()
     bar.close()
-    return {job.video_id: json.loads((cache / _safe(job.video_id) / 'meta.json').read_text()) for job in layout.jobs}
+    return {
+        job.video_id: json.loads((cache / safe_name(job.video_id) / 'meta.json').read_text()) for job in layout.jobs
+    }
 
 
 def load_record(cache: Path, job: layouts.VideoJob, qualities: Sequence[str], item: dict, video_index: int) -> dict:
     """One TFDS example from an extracted frame."""
-    folder = cache / _safe(job.video_id)
+    folder = cache / safe_name(job.video_id)
     example = {records.image_key(q): (folder / item['files'][q]).read_bytes() for q in qualities}
     example.update(
         mask=(folder / item['files']['mask']).read_bytes() if 'mask' in item['files'] else b'',
@@ -310,6 +315,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--min-face-size', type=int, default=Options.min_face_size)
     parser.add_argument('--seed', type=int, default=0, help='dfdm: seed of the 70/30 video split')
     parser.add_argument('--workers', type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument('--shard', metavar='I/N', help='only extract the I-th of N shards of the videos (0-based)')
+    parser.add_argument('--merge', action='store_true', help='build the records of the extracted shards')
+    parser.add_argument('--backend', choices=('local', 'slurm'), default='local')
+    parser.add_argument('--shards', type=int, help='slurm: a job array of this many shards, then the merge')
+    slurm.add_resource_flags(parser)
     args = parser.parse_args(argv)
     scan_options = layout_options(args.dataset, args.option)
     if args.qualities:
@@ -335,10 +345,66 @@ def main(argv: Sequence[str]) -> int:
         args.min_face_ratio,
         args.min_face_size,
     )
+    if args.backend == 'slurm':
+        return submit_shards(argv, args)
+    shard = parse_shard(args.shard) if args.shard else None
     start = time.perf_counter()
     summary = tfds_builders.prepare(
-        args.dataset, Path(args.src), Path(args.out), options, scan_options, workers=args.workers
+        args.dataset, Path(args.src), Path(args.out), options, scan_options, args.workers, shard, args.merge
     )
     summary['seconds'] = round(time.perf_counter() - start, 1)
+    if shard is not None:
+        print(
+            f'{args.dataset} shard {summary["shard"]}: {summary["usable_videos"]} of {summary["videos"]} videos usable, '
+            f'{len(summary["problems"])} problems, {summary["seconds"]} s (then `--merge`)'
+        )
+        return 0  # a shard's unusable videos are problems of the dataset, reported by the merge, not failures
     print(tfds_builders.format_summary(summary))
     return 0 if summary['records'] else 1
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' → (I, N) with 0 <= I < N; ValueError otherwise."""
+    index, _, count = text.partition('/')
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ValueError(f'--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/8')
+    return int(index), int(count)
+
+
+def _without(argv: Sequence[str], *options: str) -> list[str]:
+    """`argv` without the given options and their values (`--opt V` and `--opt=V`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not arg.startswith(tuple(f'{o}=' for o in options)):
+            out.append(arg)
+    return out
+
+
+def submit_shards(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """`--backend slurm --shards N`: a job array of `--shard i/N` extractions and a merge job that starts when all
+    succeeded (`--dependency=afterok`); scripts and logs in `<out>/_slurm/`."""
+    if not args.shards or args.shards < 1 or args.shard or args.merge:
+        raise ValueError('fdx prepare --backend slurm needs --shards N (N >= 1) and neither --shard nor --merge')
+    flags = ('--backend', '--shards', '--nodes', '--gpus-per-node', '--time', '--partition', '--account', '--sbatch')
+    base = [sys.executable, '-m', 'fdx.cli', 'prepare', *_without(argv, *flags, '--signal-seconds')]
+    folder = Path(args.out).absolute() / '_slurm'
+    folder.mkdir(parents=True, exist_ok=True)
+    resources = slurm.resources_from(args)
+    shards = [
+        slurm.Task(i, [*base, '--shard', f'{i}/{args.shards}'], folder / f'shard_{i}.log') for i in range(args.shards)
+    ]
+    merge = [slurm.Task(0, [*base, '--merge'], folder / 'merge.log')]
+    ids = []
+    for name, tasks in (('shards', shards), ('merge', merge)):
+        script = folder / f'{name}.sbatch'
+        script.write_text(
+            slurm.render_script(f'fdx-prepare-{name}', tasks, resources, folder / f'{name}_%a.out', Path.cwd())
+        )
+        ids.append(slurm.submit(script, *([f'--dependency=afterok:{ids[0]}'] if ids else [])))
+    (folder / 'jobs.json').write_text(json.dumps({'shards': ids[0], 'merge': ids[1], 'count': args.shards}, indent=2))
+    print(f'fdx prepare: {args.shards} shards as job array {ids[0]}, merge job {ids[1]} after them; logs in {folder}')
+    return 0

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fdx.input import layouts, records
-from fdx.input.prepare import Options, extract_all, load_record, scanner_defaults
+from fdx.input.prepare import Options, extract_all, load_record, safe_name, scanner_defaults
 
 DATA_VERSION = '1.1.0'
 
@@ -239,10 +239,35 @@ for _cls in BUILDERS.values():
     _cls.BUILDER_CONFIGS = [_cls.make_config()]
 
 
+def _video_problems(layout: layouts.Layout, metas: dict[str, dict]) -> list[dict[str, str]]:
+    """Each unusable video, dropped frame and warning of the extraction, as manifest problems."""
+    problems = []
+    for job in layout.jobs:
+        meta = metas[job.video_id]
+        if 'error' in meta:
+            problems.append({'item': job.video_id, 'reason': meta['error']})
+        problems += [{'item': f'{job.video_id}#{index}', 'reason': reason} for index, reason in meta['dropped']]
+        problems += [{'item': job.video_id, 'reason': warning} for warning in meta['warnings']]
+    return problems
+
+
 def prepare(
-    dataset: str, src: Path, out: Path, options: Options, scan_options: dict[str, Any], workers: int = 1
+    dataset: str,
+    src: Path,
+    out: Path,
+    options: Options,
+    scan_options: dict[str, Any],
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    merge: bool = False,
 ) -> dict[str, Any]:
-    """Extracts (parallel, resumable), builds the TFDS records, writes the split indices and the manifest."""
+    """Extracts (parallel, resumable), builds the TFDS records, writes the split indices and the manifest.
+
+    `shard=(i, n)` only extracts the i-th of n deterministic shards of the video list (every n-th job of the sorted
+    layout, from the i-th) into the shared extraction cache and returns that shard's summary; `merge` then builds
+    the records and one manifest from the cache, refusing (ValueError naming them) while videos are missing from it.
+    Extraction is per video and deterministic, so the records equal those of an unsharded run.
+    """
     if not src.is_dir():
         raise FileNotFoundError(f'{src}: no such dataset folder')
     cls = BUILDERS[dataset]
@@ -250,14 +275,29 @@ def prepare(
     predefined = {c.name for c in cls.BUILDER_CONFIGS}  # TFDS refuses a custom config named like a predefined one
     builder = cls(config=config.name if config.name in predefined else config, data_dir=str(out), workers=workers)
     layout = layouts.scan(dataset, src, **builder.builder_config.scan_options)
-    metas = extract_all(layout, options, builder.extraction_cache(), workers)
-    problems = [{'item': item, 'reason': reason} for item, reason in layout.problems]
-    for job in layout.jobs:
-        meta = metas[job.video_id]
-        if 'error' in meta:
-            problems.append({'item': job.video_id, 'reason': meta['error']})
-        problems += [{'item': f'{job.video_id}#{index}', 'reason': reason} for index, reason in meta['dropped']]
-        problems += [{'item': job.video_id, 'reason': warning} for warning in meta['warnings']]
+    cache = builder.extraction_cache()
+    if shard is not None:
+        index, count = shard
+        part = dataclasses.replace(layout, jobs=layout.jobs[index::count], problems=[])
+        metas = extract_all(part, options, cache, workers)
+        usable = sum(bool(meta.get('records')) for meta in metas.values())
+        return {
+            'dataset': dataset,
+            'config': builder.builder_config.name,
+            'shard': f'{index}/{count}',
+            'videos': len(part.jobs),
+            'usable_videos': usable,
+            'problems': _video_problems(part, metas),
+        }
+    if merge:
+        missing = [job.video_id for job in layout.jobs if not (cache / safe_name(job.video_id) / 'meta.json').is_file()]
+        if missing:
+            raise ValueError(
+                f'fdx prepare --merge: {len(missing)} of {len(layout.jobs)} videos are not extracted in {cache} '
+                f'(first: {missing[0]}); run the missing shards (fdx prepare ... --shard I/N) first'
+            )
+    metas = extract_all(layout, options, cache, workers)
+    problems = [{'item': item, 'reason': reason} for item, reason in layout.problems] + _video_problems(layout, metas)
     counts = collections.defaultdict(lambda: collections.Counter())
     class_names = builder._class_names()
     for job in layout.jobs:

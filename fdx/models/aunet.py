@@ -19,8 +19,8 @@ AU-agnostic branch (Table 4, w/o AGB) there are no tokens: `head` reads the glob
 `token_head` its positions; without ART (Table 4's backbone) the same on the backbone's features.
 
 `feature_mixing` is the feature-level mixing of eq. 10-17 (training only; the method draws the layer and λ, a
-`MixingDraw`). It is computed after every backbone layer and kept at the drawn one (`jnp.where`: one compiled step
-for all layers; the elementwise work is small next to the convolutions).
+`MixingDraw`). Every backbone layer's output passes a `lax.cond` on the drawn layer: one compiled step for all
+layers, and only the drawn layer computes the mixing.
 """
 
 from typing import Any, NamedTuple
@@ -262,9 +262,9 @@ class AUNet(nn.Module):
         x = images.astype(self.dtype)
         for i, name in enumerate(BACKBONE_LAYERS):
             x = apply_layer(name, x, train, self.width, self.dtype)
-            if mixing is not None:
-                mixed = feature_mixing(x, resize_mask(mixing.masks, x.shape[1:3]), mixing.lambdas)
-                x = jnp.where(mixing.layer == i, mixed, x)
+            if mixing is not None:  # only the drawn layer computes the mixing (`lax.cond` runs one branch)
+                mix = lambda x, masks, lambdas: feature_mixing(x, resize_mask(masks, x.shape[1:3]), lambdas)  # noqa: E731
+                x = jax.lax.cond(mixing.layer == i, mix, lambda x, *_: x, x, mixing.masks, mixing.lambdas)
         features = {'backbone': x, 'au_maps': [], 'importance': []}
         tokens = None
         for e in range(self.encoders):

@@ -43,5 +43,8 @@ def get_config(arg=None):
 
 
 def sweep(arg=None):
+    if arg == 'slurm':  # tests/test_slurm.py: the reference run, another learning rate, a point that fails
+        yield from ({'optim.lr': 0.05}, {'optim.lr': 0.01}, {'optim.name': 'no_such_optimizer'})
+        return
     for lr in (0.05, 0.01):
         yield {'optim.lr': lr, 'total_steps': 4}
