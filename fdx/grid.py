@@ -11,7 +11,8 @@ writes ``<root>/<name>/slurm/array.sbatch``, one array task per unfinished point
 ``<workdir>/slurm.log``), submits it with ``sbatch --parsable`` and records the job in ``grid_status.json``;
 ``--status`` then shows every point pending / running / done / failed (with its log's tail). Resources come from
 ``--nodes``, ``--gpus-per-node``, ``--time``, ``--partition``, ``--account``, ``--sbatch LINE`` or the config's
-``launch`` section (flags win). The environment variable ``FDX_GRID_TRAIN_CMD`` (a shell-quoted command prefix,
+``launch`` section (flags win). The TPU backend (``fdx.tpu``) runs point k on TPU VM slice k mod n (``--tpu
+a,b --zone Z``) through ``gcloud``. The environment variable ``FDX_GRID_TRAIN_CMD`` (a shell-quoted command prefix,
 e.g. ``python fake_train.py``) replaces ``python -m fdx.cli`` (used by tests).
 """
 
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from fdx import slurm
+from fdx import slurm, tpu
 from fdx.config import apply_overrides, config_from_module, import_config_file, parse_cli, render_value, split_spec
 
 DONE_FILE = "done.json"
@@ -284,6 +285,57 @@ def print_states(rows: list[dict[str, Any]]) -> int:
     return 1 if any(r["state"] == "failed" for r in rows) else 0
 
 
+def run_tpu(
+    spec: str, points: list[tuple[int, Point]], root: str, name: str, slice_: tpu.Slice, local_root: str, dry_run: bool
+) -> int:
+    """Runs the points on the TPU VM slices of ``slice_`` (``fdx.tpu``), point k on slice k mod n, each slice's
+    points one after another and the slices in parallel; returns 0 iff every training exited 0."""
+    import concurrent.futures
+    import tempfile
+
+    if not root.startswith("/"):
+        raise ValueError(f"--backend tpu: --root {root!r} must be an absolute path that every TPU VM worker mounts")
+    local = Path(local_root, name).absolute()
+    archive = Path(tempfile.gettempdir()) / f"fdx-src-{name}.tar.gz"
+    assigned = {slice_name: [] for slice_name in slice_.names}
+    for k, (_, point) in enumerate(points):
+        assigned[slice_.names[k % len(slice_.names)]].append(point)
+    commands = {
+        slice_name: tpu.slice_commands(
+            slice_, slice_name, archive, [point_command(spec, p, root, name) for p in assigned[slice_name]]
+        )
+        for slice_name in slice_.names
+        if assigned[slice_name]
+    }
+    if dry_run:
+        print(shlex.join(tpu.archive_command(archive)))
+        for slice_name, slice_commands in commands.items():
+            print(f"# slice {slice_name}: {', '.join(p.point_id for p in assigned[slice_name])}")
+            print("\n".join(shlex.join(argv) for _, argv in slice_commands))
+        return 0
+    subprocess.run(tpu.archive_command(archive), check=True)
+    with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        futures = {n: pool.submit(tpu.run_slice, slice_, n, c, local / "tpu" / f"{n}.log") for n, c in commands.items()}
+        codes = {n: future.result() for n, future in futures.items()}
+    records = []
+    for slice_name, slice_points in assigned.items():
+        for point, code in zip(slice_points, codes.get(slice_name, [])):
+            records.append(
+                {
+                    "point_id": point.point_id,
+                    "status": "finished" if code == 0 else "failed",
+                    "exit_code": code,
+                    "slice": slice_name,
+                    "workdir": str(Path(root, name, point.point_id)),
+                    "log": str(local / "tpu" / f"{slice_name}.log"),
+                }
+            )
+    records.sort(key=lambda r: r["point_id"])
+    _write_status(local / STATUS_FILE, spec, records, backend="tpu")
+    print(_summary([{**r, "wall_s": None} for r in records]))
+    return 0 if all(r["exit_code"] == 0 for r in records) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fdx grid``; ``argv`` holds the arguments after ``grid``."""
     parser = argparse.ArgumentParser(prog="fdx grid", description=__doc__.split("\n\n")[0])
@@ -293,13 +345,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print one command per point (or the sbatch script)")
     parser.add_argument(
         "--backend",
-        choices=["local", "slurm"],
+        choices=["local", "slurm", "tpu"],
         default="local",
-        help="local: points one after another here; slurm: one job array (fdx.slurm)",
+        help="local: points one after another here; slurm: one job array (fdx.slurm); tpu: TPU VM slices (fdx.tpu)",
     )
     parser.add_argument("--only", metavar="POINT_ID_SUBSTRING", help="run only points whose id contains this")
     parser.add_argument("--status", action="store_true", help="show the state of each point of a SLURM grid")
     slurm.add_resource_flags(parser)
+    tpu_flags = parser.add_argument_group("TPU VM slices (--backend tpu)")
+    tpu_flags.add_argument("--tpu", help="comma-separated TPU VM (slice) names; point k runs on slice k mod n")
+    tpu_flags.add_argument("--zone")
+    tpu_flags.add_argument("--project", default="")
+    tpu_flags.add_argument("--remote-dir", default="~/fdx", help="where the code goes on every worker")
+    tpu_flags.add_argument("--queued-resource", action="store_true", help="create each slice as a queued resource")
+    tpu_flags.add_argument("--accelerator-type", default="", help="with --queued-resource, e.g. v4-32")
+    tpu_flags.add_argument("--runtime-version", default="", help="with --queued-resource, e.g. tpu-ubuntu2204-base")
+    tpu_flags.add_argument("--local-root", default="runs", help="this host's grid status and slice logs")
     _, shared, rest = parse_cli(argv or [])
     args = parser.parse_args(rest)
     name = args.name or default_name(args.config)
@@ -320,6 +381,17 @@ def main(argv: list[str] | None = None) -> int:
             print(slurm.render_script(f"fdx-{name}", tasks, resources, grid_dir / "slurm" / "%A_%a.out", Path.cwd()))
             return 0
         return run_slurm(args.config, points, args.root, name, resources)
+    if args.backend == "tpu":
+        slice_ = tpu.Slice(
+            tuple(n for n in (args.tpu or "").split(",") if n),
+            args.zone or "",
+            args.project,
+            args.remote_dir,
+            args.queued_resource,
+            args.accelerator_type,
+            args.runtime_version,
+        )
+        return run_tpu(args.config, points, args.root, name, slice_, args.local_root, args.dry_run)
     if args.dry_run:
         for _, point in points:
             print(shlex.join(point_command(args.config, point, args.root, name)))

@@ -23,15 +23,21 @@ def initialize_distributed(
     """Starts multi-host JAX when asked or when the environment says so; a no-op for a single process.
 
     Explicit arguments (`fdx train --coordinator HOST:PORT --num-processes N --process-id I`) or the variables
-    `FDX_COORDINATOR`, `FDX_NUM_PROCESSES`, `FDX_PROCESS_ID` win; otherwise a SLURM job with several tasks or a Cloud TPU
-    pod slice is detected and JAX reads the cluster from its environment.
+    `FDX_COORDINATOR`, `FDX_NUM_PROCESSES`, `FDX_PROCESS_ID` win. A Cloud TPU VM of a multi-host slice says
+    `TPU_WORKER_HOSTNAMES` (comma-separated) and `TPU_WORKER_ID`: process `TPU_WORKER_ID` of as many as there are
+    hosts, coordinated by the first host on port `FDX_COORDINATOR_PORT` (8476, JAX's own choice on TPU VMs). A SLURM
+    job with several tasks is detected and JAX reads the cluster from SLURM's variables.
     """
     coordinator = coordinator or os.environ.get('FDX_COORDINATOR')
+    hosts = [h for h in os.environ.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]
     if coordinator:
         num_processes = num_processes or int(os.environ['FDX_NUM_PROCESSES'])
         process_id = process_id if process_id is not None else int(os.environ['FDX_PROCESS_ID'])
         jax.distributed.initialize(coordinator, num_processes, process_id)
-    elif int(os.environ.get('SLURM_NTASKS', '1')) > 1 or 'TPU_WORKER_HOSTNAMES' in os.environ:
+    elif len(hosts) > 1:
+        port = os.environ.get('FDX_COORDINATOR_PORT', '8476')
+        jax.distributed.initialize(f'{hosts[0]}:{port}', len(hosts), int(os.environ['TPU_WORKER_ID']))
+    elif int(os.environ.get('SLURM_NTASKS', '1')) > 1:
         jax.distributed.initialize()
 
 

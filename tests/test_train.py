@@ -209,30 +209,20 @@ def test_fsdp_over_data_and_model_axes_equals_one_device(reference_run, tmp_path
     np.testing.assert_allclose([fsdp[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=2e-5)
 
 
-def test_two_processes_equal_one(eight_device_run, tmp_path):
-    """Two processes of four devices each against one process of eight (`eight_device_run`)."""
+def test_two_processes_equal_one(eight_device_run, tmp_path, monkeypatch):
+    """Two processes of four devices each, started as on the two hosts of a Cloud TPU VM slice (the environment the
+    VMs give: TPU_WORKER_HOSTNAMES, TPU_WORKER_ID), against one process of eight (`eight_device_run`)."""
     reference = eight_device_run
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     workdir = tmp_path / 'two-processes'
-    processes = [
-        fdx(
-            'train',
-            '--config',
-            TINY,
-            '--workdir',
-            str(workdir),
-            '--coordinator',
-            f'127.0.0.1:{port}',
-            '--num-processes',
-            '2',
-            '--process-id',
-            str(i),
-            devices=4,
-        )
-        for i in range(2)
-    ]
+    monkeypatch.setenv('TPU_WORKER_HOSTNAMES', '127.0.0.1,127.0.0.1')
+    monkeypatch.setenv('FDX_COORDINATOR_PORT', str(port))
+    processes = []
+    for i in range(2):
+        monkeypatch.setenv('TPU_WORKER_ID', str(i))
+        processes.append(fdx('train', '--config', TINY, '--workdir', str(workdir), devices=4))
     for process in processes:
         stderr = finish(process)
     assert "2 process(es)" in stderr or (workdir / train.DONE_FILE).is_file()
