@@ -8,9 +8,9 @@ bootstrap 95% intervals (`config.eval.bootstrap_resamples`, resampling videos), 
 against all reals (binary tasks on datasets with several fake classes) and the method's own `eval_metrics`.
 
 `fdx eval` builds everything from the checkpoint (its variables' shapes) and the evaluated split, so it runs on any
-prepared dataset (`--config.data.name=celebdf`), with or without a train split. Outputs: `metrics_<split>.json`, ROC or
-confusion PNGs, and with `--save-maps N` a grid of N inputs of each split with every map the method returns
-(`Method.maps`; `--reconstructions N` is the same).
+prepared dataset (`--config.data.name=celebdf`), with or without a train split. Outputs: `metrics_<split>.json`, ROC
+curves (PNG, and `roc_<split>_<level>.npz` for `fdx results --plots`) or confusion PNGs, and with `--save-maps N` a
+grid of N inputs of each split with every map the method returns (`Method.maps`; `--reconstructions N` is the same).
 """
 
 import argparse
@@ -178,6 +178,7 @@ class Evaluator:
             if self.binary:
                 fpr, tpr, _ = metrics.roc_curve(labels, values)
                 metrics.save_roc_png(fpr, tpr, results[level]['auc'], out_dir / f'roc_{split}_{level}.png', title=title)
+                np.savez(out_dir / f'roc_{split}_{level}.npz', fpr=fpr, tpr=tpr)  # for `fdx results --plots`
             else:
                 metrics.save_confusion_matrix_png(
                     results[level]['confusion_matrix'],

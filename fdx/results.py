@@ -23,9 +23,9 @@ unfinished one (running, or stopped before `done.json`) its last logged step, on
 Marks: † checkpoint selected on the test split, ‡ no `best.json` (last evaluated step).
 
 `--plots DIR` writes `training_curves.png` (loss terms, `train/*`, learning rate and the selection metric of every
-point over steps), `table.png` (the table as an image) and `roc_<split>.png` where ROC curve data
-(`eval/*/roc_<split>_frame.npz` with `fpr`, `tpr`) exists; `fdx eval` draws ROC curves as PNGs only, so without
-such files the ROC figure is skipped with a note.
+point over steps), `table.png` (the table as an image) and `roc_<split>.png`, the frame-level ROC curves of every
+point that has them (`eval/*/roc_<split>_frame.npz`, written by `fdx eval` and the trainer's evaluations; runs
+from before that are skipped with a note).
 """
 
 from __future__ import annotations
@@ -776,8 +776,8 @@ def plot_roc(points: Sequence[PointResult], split: str, path: Path) -> str | Non
                 curves.append((point, data['fpr'], data['tpr']))
     if not curves:
         return (
-            f'ROC: no saved curve data (eval/*/roc_{split}_frame.npz with fpr, tpr); fdx eval draws ROC curves as '
-            f'PNGs only (eval/<step>/roc_{split}_frame.png), so no combined ROC figure; skipped'
+            f'ROC: no saved curve data (eval/*/roc_{split}_frame.npz with fpr, tpr; runs evaluated before fdx saved '
+            f'it have PNGs only), so no combined ROC figure; skipped'
         )
     figure = _figure(5.5, 5.0)
     axes = figure.add_subplot()

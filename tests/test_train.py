@@ -89,6 +89,8 @@ def test_end_to_end_outputs(reference_run):
     assert json.loads((reference_run / 'config.json').read_text())['batch_size'] == 8
     assert sorted(ocp.CheckpointManager(reference_run / 'checkpoints').all_steps()) == [9, 12]  # keep 2
     assert (reference_run / 'eval' / 'step_12' / 'roc_test_frame.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    with np.load(reference_run / 'eval' / 'step_12' / 'roc_test_frame.npz') as roc:  # what `fdx results --plots` draws
+        assert roc['fpr'][0] == 0 and roc['tpr'][-1] == 1 and roc['fpr'].shape == roc['tpr'].shape
 
 
 def test_eval_from_checkpoint(reference_run, tmp_path, capsys):
