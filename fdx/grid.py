@@ -195,6 +195,17 @@ def _load_status(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def array_script(
+    spec: str, points: list[tuple[int, Point]], grid_dir: Path, name: str, resources: slurm.Resources
+) -> str:
+    """The sbatch script of ``points``: task ``i`` trains point ``i``, logging to its workdir's ``slurm.log``."""
+    tasks = [
+        slurm.Task(i, train_command(spec, p, grid_dir.parent, name), grid_dir / p.point_id / SLURM_LOG)
+        for i, p in points
+    ]
+    return slurm.render_script(f"fdx-{name}", tasks, resources, grid_dir / "slurm" / "%A_%a.out", Path.cwd())
+
+
 def run_slurm(spec: str, points: list[tuple[int, Point]], root: str, name: str, resources: slurm.Resources) -> int:
     """Submits the unfinished points of ``points`` ((index in the grid, point)) as one job array; returns 0."""
     grid_dir = Path(root, name).absolute()
@@ -203,13 +214,9 @@ def run_slurm(spec: str, points: list[tuple[int, Point]], root: str, name: str, 
     if not todo:
         print(f"[grid] every selected point of {grid_dir} is finished; nothing to submit")
         return 0
-    tasks = [
-        slurm.Task(i, train_command(spec, p, grid_dir.parent, name), grid_dir / p.point_id / SLURM_LOG) for i, p in todo
-    ]
     script = grid_dir / "slurm" / "array.sbatch"
     script.parent.mkdir(parents=True, exist_ok=True)
-    log = grid_dir / "slurm" / "%A_%a.out"
-    script.write_text(slurm.render_script(f"fdx-{name}", tasks, resources, log, Path.cwd()))
+    script.write_text(array_script(spec, todo, grid_dir, name, resources))
     job_id = slurm.submit(script)
     status = _load_status(status_path)
     records = {r["point_id"]: r for r in status.get("points", []) if status.get("backend") == "slurm"}
@@ -373,12 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "slurm":
         resources = launch_resources(args.config, shared, args)
         if args.dry_run:
-            grid_dir = Path(args.root, name).absolute()
-            tasks = [
-                slurm.Task(i, train_command(args.config, p, grid_dir.parent, name), grid_dir / p.point_id / SLURM_LOG)
-                for i, p in points
-            ]
-            print(slurm.render_script(f"fdx-{name}", tasks, resources, grid_dir / "slurm" / "%A_%a.out", Path.cwd()))
+            print(array_script(args.config, points, Path(args.root, name).absolute(), name, resources))
             return 0
         return run_slurm(args.config, points, args.root, name, resources)
     if args.backend == "tpu":

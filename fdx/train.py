@@ -82,8 +82,9 @@ class Preempted(Exception):
 
 
 class PreemptionFlag:
-    """Records `PREEMPTION_SIGNALS` (restoring the previous handlers on exit). `requested()` is agreed by every
-    process (an all-gather of the flag), so all stop and save at the same step."""
+    """Records `PREEMPTION_SIGNALS` (restoring the previous handlers on exit). With several processes `requested`
+    is agreed by all (an all-gather of the flag, a host synchronisation) and so asked only every `every` steps: all
+    stop and save at the same step."""
 
     def __init__(self):
         self.signal_name = None
@@ -101,9 +102,11 @@ class PreemptionFlag:
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
 
-    def requested(self) -> bool:
+    def requested(self, step: int, every: int) -> bool:
         if jax.process_count() == 1:
             return self.signal_name is not None
+        if step % every:
+            return False
         from jax.experimental import multihost_utils
 
         return bool(multihost_utils.process_allgather(self.signal_name is not None).any())
@@ -293,7 +296,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str | Path, preemption: P
                     _log_step(writer, config, bar, *pending)
                 pending = (step, metrics)
                 done = step + 1
-                stop = preemption.requested()
+                stop = preemption.requested(done, max(config.log_every, 1))
                 if done % config.checkpoint.every == 0 or done == total or stop:
                     _log_step(writer, config, bar, *pending)
                     pending = None

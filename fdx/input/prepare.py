@@ -70,6 +70,11 @@ def safe_name(video_id: str) -> str:
     return video_id.replace('/', '__')
 
 
+def extracted(cache: Path, job: layouts.VideoJob) -> bool:
+    """Whether `job`'s video is in the extraction cache (its `meta.json` is written last, atomically)."""
+    return (cache / safe_name(job.video_id) / 'meta.json').is_file()
+
+
 def extract_video(
     job: layouts.VideoJob, qualities: Sequence[str], options: Options, detector: faces.FaceDetector, out: Path
 ) -> dict[str, Any]:
@@ -187,7 +192,7 @@ def extract_all(
 ) -> dict[str, dict[str, Any]]:
     """Extracts every job not yet in `cache` (in parallel); returns the metas of all jobs."""
     cache.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in layout.jobs if not (cache / safe_name(job.video_id) / 'meta.json').is_file()]
+    todo = [job for job in layout.jobs if not extracted(cache, job)]
     args = [(job, layout.qualities, options, cache / safe_name(job.video_id)) for job in todo]
     bar = tqdm(
         total=len(layout.jobs),

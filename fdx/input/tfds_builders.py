@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fdx.input import layouts, records
-from fdx.input.prepare import Options, extract_all, load_record, safe_name, scanner_defaults
+from fdx.input.prepare import Options, extract_all, extracted, load_record, scanner_defaults
 
 DATA_VERSION = '1.1.0'
 
@@ -290,7 +290,7 @@ def prepare(
             'problems': _video_problems(part, metas),
         }
     if merge:
-        missing = [job.video_id for job in layout.jobs if not (cache / safe_name(job.video_id) / 'meta.json').is_file()]
+        missing = [job.video_id for job in layout.jobs if not extracted(cache, job)]
         if missing:
             raise ValueError(
                 f'fdx prepare --merge: {len(missing)} of {len(layout.jobs)} videos are not extracted in {cache} '
