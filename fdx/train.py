@@ -6,8 +6,9 @@ updated alternately with its own optimizer, orbax checkpoints holding the state 
 resume), periodic evaluation, and logs on process 0 (TensorBoard, `metrics.jsonl`, a progress bar).
 
 Pre-emption: SIGTERM or SIGUSR1 (what SLURM sends before a time limit with `--signal`, and on pre-emption or
-`scontrol requeue`) makes the loop save a checkpoint after the current step and exit with `EXIT_PREEMPTED` (75,
-sysexits' EX_TEMPFAIL: run again); re-running resumes from that checkpoint with the losses of an uninterrupted run.
+`scontrol requeue`) makes the loop save a checkpoint after the current step (with several processes, after the next
+step that is a multiple of `log_every`, where they agree) and exit with `EXIT_PREEMPTED` (75, sysexits'
+EX_TEMPFAIL: run again); re-running resumes from that checkpoint with the losses of an uninterrupted run.
 """
 
 import argparse
