@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
-# test and demo run under jemalloc where the `fdx` program would use it (fdx/allocator.py): ~13 % faster here
+# test and demo run under jemalloc where the `fdx` program would use it (fdx/allocator.py): ~13 % faster here.
+# Most tests use one core, so two pytest-xdist workers (one file each at a time: module fixtures, such as the SLURM
+# cluster, are set up once) take 796 s against 1249 s in one process on this 2-core machine.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m fdx.allocator $(PY) -m pytest -q --durations=10 tests
+	$(PY) -m fdx.allocator $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 tests
 
 demo: setup
 	$(PY) -m fdx.allocator $(PY) -m fdx.demo work

@@ -3,8 +3,11 @@
 `start()` installs the packages when `sbatch` is missing (root and apt-get needed), writes a slurm.conf for this
 host (one setting per line; `config_overrides` so the node's CPUs are taken as written; `cred_expire=10` so a
 requeued task reruns after ≈ 11 s instead of 121 s; KillWait=30 so a signalled trainer has time to save), starts
-munged, slurmctld and slurmd unless a node is already idle, and waits for it. `unavailable()` says why SLURM cannot
-be had here (not root, no apt-get), or None. Daemons are left running for the session (`stop()` ends them).
+munged, slurmctld and slurmd unless a node is already idle, and waits for it. A machine may hold what an earlier
+session left: a munge socket whose munged is dead, pid files of dead daemons, live daemons whose node is down, job
+state of old runs. So munged is (re)started unless `munge -n | unmunge` works, both SLURM daemons are stopped before
+they start, and slurmctld starts with `-c` (old jobs cleared). `unavailable()` says why SLURM cannot be had here (not
+root, no apt-get), or None. Daemons are left running for the session (`stop()` ends them).
 """
 
 import os
@@ -15,7 +18,7 @@ import time
 from pathlib import Path
 
 PACKAGES = ('slurmctld', 'slurmd', 'slurm-client', 'munge')
-PID_FILES = (Path('/run/slurmd.pid'), Path('/run/slurmctld.pid'), Path('/run/munge/munged.pid'))
+SLURMD_PID, SLURMCTLD_PID, MUNGE_PID = Path('/run/slurmd.pid'), Path('/run/slurmctld.pid'), Path('/run/munge/munged.pid')
 
 
 def unavailable() -> str | None:
@@ -76,7 +79,7 @@ def _config() -> str:
     return '\n'.join(settings) + '\n'
 
 
-def start(timeout: float = 60) -> None:
+def start(timeout: float = 120) -> None:
     """Installs (if needed) and starts the cluster; returns once its node is idle. Raises RuntimeError otherwise."""
     if _idle():
         return
@@ -87,15 +90,17 @@ def start(timeout: float = 60) -> None:
     key = Path('/etc/munge/munge.key')
     if not key.is_file() or key.stat().st_size == 0:
         _run('mungekey', '--create', f'--keyfile={key}')
-    _run('install', '-d', '-o', 'munge', '-g', 'munge', '-m', '0755', '/run/munge')
-    if not Path('/run/munge/munge.socket.2').exists():
-        _run('runuser', '-u', 'munge', '--', '/usr/sbin/munged')
+    if not _munge_works():
+        _stop_daemon('munged', MUNGE_PID)
+        _run('install', '-d', '-o', 'munge', '-g', 'munge', '-m', '0755', '/run/munge')
+        _run('runuser', '-u', 'munge', '--', '/usr/sbin/munged', '--force')  # --force: replace a stale socket
+        wait_for(_munge_works, 20, 0.2, 'munged to answer')
     _run('install', '-d', '-o', 'slurm', '-g', 'slurm', '/var/lib/slurm/slurmctld', '/var/log/slurm')
     _run('install', '-d', '/var/lib/slurm/slurmd')
     Path('/etc/slurm/slurm.conf').write_text(_config())
-    for pid_file in PID_FILES[:2]:
-        pid_file.unlink(missing_ok=True)
-    _run('/usr/sbin/slurmctld')
+    _stop_daemon('slurmd', SLURMD_PID)
+    _stop_daemon('slurmctld', SLURMCTLD_PID)
+    _run('/usr/sbin/slurmctld', '-c')  # -c: start without the jobs of earlier sessions
     _run('/usr/sbin/slurmd')
     deadline = time.monotonic() + timeout
     while not _idle():
@@ -106,15 +111,49 @@ def start(timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
+def _munge_works() -> bool:
+    if not shutil.which('munge'):
+        return False
+    encoded = subprocess.run(['munge', '-n'], capture_output=True, check=False)
+    if encoded.returncode != 0:
+        return False
+    return subprocess.run(['unmunge'], input=encoded.stdout, capture_output=True, check=False).returncode == 0
+
+
+def _pids(name: str) -> list[int]:
+    """Live processes whose command name is `name` (zombies left by a PID 1 that does not reap are not counted)."""
+    pids = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, state = text[text.index('(') + 1 : text.rindex(')')], text[text.rindex(')') + 2]
+        if command == name and state not in 'ZX':
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _stop_daemon(name: str, pid_file: Path, timeout: float = 30) -> None:
+    """Ends every live process named `name` (the one in `pid_file` and any other) and waits until they are gone."""
+    for sig in (15, 9):
+        for pid in _pids(name):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (timeout if sig == 15 else 10)
+        while _pids(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    if _pids(name):
+        raise RuntimeError(f'{name} did not stop: pids {_pids(name)}')
+    pid_file.unlink(missing_ok=True)
+
+
 def stop() -> None:
     """Stops slurmd, slurmctld and munged (in that order)."""
-    for pid_file in PID_FILES:
-        if pid_file.is_file():
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), 15)
-            except (ProcessLookupError, ValueError):
-                pass
-            pid_file.unlink(missing_ok=True)
+    for name, pid_file in (('slurmd', SLURMD_PID), ('slurmctld', SLURMCTLD_PID), ('munged', MUNGE_PID)):
+        _stop_daemon(name, pid_file)
 
 
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = 'condition'):
