@@ -1,10 +1,12 @@
-"""`fdx bench {step,input,prepare,peak}`: measured speed of the train step, the input pipeline and preprocessing.
+"""`fdx bench {step,input,prepare,detect,peak}`: measured speed of the train step, the input pipeline, preprocessing
+and detection.
 
     fdx bench step --arch resnet50 --batch 8 --size 224 --vs-torch     # vs the timm model + torch.optim.SGD step
     fdx bench step --arch experiments/dma_sta_dfdm.py:mini             # a method's real train step, synthetic batches
     fdx bench input --dir DATA --name dfdm --view clip --workers 2     # grain pipeline from prepared records
     fdx bench input --dir DATA --config experiments/aunet_ffpp.py      # a config's train view (self-blended fakes)
     fdx bench prepare dfdm --src RAW --frames 8                        # `fdx prepare`, frames/s
+    fdx bench detect --workdir W clip.mp4 …                            # `fdx detect` frames/s, per stage
     fdx bench peak                                                     # matmul FLOP/s, the yardstick of step figures
 
 Every sub-command prints a table and, with `--json PATH`, writes its figures. The step is the trainer's own
@@ -83,6 +85,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     info.update({'jax': jax.__version__, 'backend': jax.default_backend(), 'xla_flags': os.environ.get('XLA_FLAGS')})
+    info['devices'] = [d.device_kind for d in jax.devices()]
     info['malloc'] = 'jemalloc' if 'jemalloc' in os.environ.get('LD_PRELOAD', '') else 'default (glibc)'
     return info
 
@@ -569,9 +572,54 @@ def prepare_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+# --- detection ----------------------------------------------------------------------------------------------------
+
+
+def bench_detect(args) -> dict[str, Any]:
+    """`fdx detect`'s frames/s end to end on real videos (decode, face detection and crop, the eval view and the
+    model), per stage; the first video is scored once untimed (compilation)."""
+    from fdx.detect import Detector
+
+    detector = Detector.from_workdir(args.workdir, args.step)
+    detector.score(args.videos[0])
+    results = [detector.score(path) for path in args.videos for _ in range(args.repeats)]
+    failed = [f'{r.path}: {r.error}' for r in results if not r.ok]
+    if failed:
+        raise ValueError(f'fdx bench detect: inputs not scored ({"; ".join(sorted(set(failed)))})')
+    stages = {k: sum(r.seconds.get(k, 0.0) for r in results) for k in ('decode', 'faces', 'predict')}
+    frames = sum(len({f for item in r.items for f in np.ravel(item['frame_index'])}) for r in results)
+    seconds = sum(stages.values())
+    return {
+        'command': 'detect',
+        'method': detector.restored.config.method,
+        'videos': len(args.videos),
+        'repeats': args.repeats,
+        'machine': machine(),
+        'frames': frames,
+        'seconds': seconds,
+        'stage_seconds': stages,
+        'frames_per_s': frames / seconds,
+    }
+
+
+def detect_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    stages = result['stage_seconds']
+    return [
+        ('method', f'{result["method"]}: {result["videos"]} videos x {result["repeats"]}, {result["frames"]} frames'),
+        ('time', ', '.join(f'{k} {v:.2f} s' for k, v in stages.items()) + f' ({result["seconds"]:.2f} s)'),
+        ('throughput', f'{result["frames_per_s"]:.1f} frames/s end to end'),
+    ]
+
+
 # --- command line -------------------------------------------------------------------------------------------------
 
-TABLES = {'step': step_table, 'peak': peak_table, 'input': input_table, 'prepare': prepare_table}
+TABLES = {
+    'step': step_table,
+    'peak': peak_table,
+    'input': input_table,
+    'prepare': prepare_table,
+    'detect': detect_table,
+}
 
 
 def format_table(rows: list[tuple[str, str]]) -> str:
@@ -624,6 +672,12 @@ def parser() -> argparse.ArgumentParser:
     inp.add_argument('--frames', type=int, help='clip: frames per clip')
     inp.add_argument('--builder-config', help='prepared builder config, when there are several')
 
+    det = add('detect', '`fdx detect` frames/s end to end on videos (decode, faces, predict)')
+    det.add_argument('videos', nargs='+', metavar='VIDEO')
+    det.add_argument('--workdir', required=True)
+    det.add_argument('--step', help="a checkpoint step, 'best' or 'latest' (default: best if selected, else latest)")
+    det.add_argument('--repeats', type=int, default=1, help='times each video is scored (timed)')
+
     prep = add('prepare', '`fdx prepare` frames/s; unknown options go to `fdx prepare`')
     prep.add_argument('dataset', help='ffpp | celebdf | dfdm')
     prep.add_argument('--src', required=True)
@@ -632,10 +686,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`fdx bench {step,input,prepare,peak} [options]`."""
+    """`fdx bench {step,input,prepare,detect,peak} [options]`."""
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != 'prepare':
         parser().error(f'unrecognized arguments: {" ".join(extra)}')
+    from fdx import sharding
+
+    print(f'fdx bench {args.command} on {sharding.describe_devices()}', flush=True)  # stdout, with the table
     if args.command == 'step':
         if args.arch in ARCHS:
             args.batch, args.size, args.dtype = args.batch or 8, args.size or 224, args.dtype or 'f32'
@@ -644,6 +701,8 @@ def main(argv: Sequence[str]) -> int:
         result = bench_peak(args)
     elif args.command == 'input':
         result = bench_input(args)
+    elif args.command == 'detect':
+        result = bench_detect(args)
     else:
         result = bench_prepare(args, extra)
     print(format_table(TABLES[args.command](result)))

@@ -21,6 +21,8 @@ COMMANDS = {
     'prepare': ('fdx.input.prepare', 'raw dataset videos (FF++, Celeb-DF, DFDM, DFD, DFDC, …) → face-crop TFDS records'),
     'train': ('fdx.train', 'train (or resume) an experiment config in a workdir'),
     'eval': ('fdx.evaluate', 'evaluate a checkpoint of a workdir on any split'),
+    'detect': ('fdx.detect', 'score videos, images or folders with a trained workdir (tables, JSON, CSV, annotations)'),
+    'export': ('fdx.export', "a workdir's eval-mode predict function → jax.export StableHLO + weights + preprocessing"),
     'grid': ('fdx.grid', "ablation grid over a config's sweep(): print or run one training per point"),
     'bench': ('fdx.bench', 'measure the train step (vs PyTorch), input pipeline, preprocessing and matmul peak'),
     'crosseval': ('fdx.crosseval', 'evaluate every point of a grid on every value of a key; markdown table'),

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -70,23 +70,27 @@ class Evaluator:
             out.update({k: outputs[k] for k in self.method.maps})
         return {**out, **{k: batch[k] for k in PASSTHROUGH if k in batch}}
 
-    def _dataset(self, split: str):
-        config = self.config
-        return pipeline.eval_dataset(
-            input_lib.build_source(config.data, split),
-            global_batch_size=config.eval_batch_size or config.batch_size,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            transform=input_lib.build_transform(config.data, split),
-        )
-
     def predict_split(self, variables: dict, split: str) -> dict[str, np.ndarray]:
         """Eval-mode predictions, labels and per-example method metrics of every example of `split`, in order."""
+        data = self.config.data
+        return self.predict(variables, input_lib.build_source(data, split), input_lib.build_transform(data, split))
+
+    def predict(self, variables: dict, source, transform, with_maps: bool = False) -> dict[str, np.ndarray]:
+        """The same for any source of items and its view (`fdx detect` scores videos this way); with `with_maps`,
+        the method's maps too."""
+        dataset = pipeline.eval_dataset(
+            source,
+            global_batch_size=self.config.eval_batch_size or self.config.batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            transform=transform,
+        )
+        step = self.maps_step if with_maps else self.predict_step
         chunks = []
-        with pipeline.make_loader(self._dataset(split), workers=self.config.data.workers) as loader:
+        with pipeline.make_loader(dataset, workers=self.config.data.workers) as loader:
             for local_batch in loader:
                 batch = sharding.global_batch(local_batch, self.mesh)
-                chunks.append(jax.device_get(self.predict_step(variables, batch)))
+                chunks.append(jax.device_get(step(variables, batch)))
         out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         valid = out.pop('valid')
         order = np.argsort(out['index'][valid], kind='stable')
@@ -295,6 +299,47 @@ def resolve_step(workdir: Path, config, step: str | None):
     return manager, (int(step) if step is not None else None), None
 
 
+class Restored(NamedTuple):
+    """A workdir's checkpoint ready to predict: its config (with overrides), method, mesh, variables, step, and
+    `checkpoint` (what was restored: the step, and for `best` the selection it was chosen by)."""
+
+    config: Any
+    method: Any
+    mesh: Any
+    variables: dict
+    step: int
+    checkpoint: dict
+
+
+def serving_step(workdir: str | Path, step: str | int | None) -> str | None:
+    """`restore`'s step for a command that serves a model (`fdx detect`, `fdx export`): a number, 'best', 'latest'
+    (None), or by default the best checkpoint when the run selected one, else the latest."""
+    if step is None:
+        return 'best' if state.read_best(Path(workdir)) else None
+    return None if step == 'latest' else str(step)
+
+
+def restore(workdir: str | Path, step: str | None = None, overrides: Sequence[str] = ()) -> Restored:
+    """The checkpoint of `workdir` at `step` (a number, 'best', or None: the latest that restores), built from the
+    saved config and the checkpoint's own metadata (no dataset or optimizer is needed)."""
+    workdir = Path(workdir)
+    config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
+    method = methods.build(config)  # registers the method's own views
+    mesh = sharding.make_mesh(config.mesh)
+    manager, step, best = resolve_step(workdir, config, step)
+    try:
+        with jax.set_mesh(mesh):
+            step, variables, _ = state.restore_with_fallback(
+                manager, step, lambda s: state.restore_variables(manager, s, mesh, config)
+            )
+    finally:
+        manager.close()
+    checkpoint = {'step': step}
+    if best is not None:
+        checkpoint.update({'selected_by': best, 'selected_on_test': best.get('split') == 'test'})
+    return Restored(config, method, mesh, variables, step, checkpoint)
+
+
 def main(argv: Sequence[str]) -> int:
     """`fdx eval --workdir DIR [--step S|best] [--split NAME …] [--config.KEY=VALUE …] [--out DIR] [--save-maps N]`."""
     _, overrides, rest = config_lib.parse_cli(argv)
@@ -309,31 +354,23 @@ def main(argv: Sequence[str]) -> int:
     if args.step not in (None, 'best') and not args.step.isdigit():
         parser.error(f"--step: a step number or 'best', got {args.step!r}")
     workdir = Path(args.workdir)
-    config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
-    method = methods.build(config)  # registers the method's own views
     maps = max(args.save_maps, args.reconstructions)
+    restored = restore(workdir, args.step, overrides)
+    config, method, step = restored.config, restored.method, restored.step
     if maps and not method.maps:
         raise ValueError(f'--save-maps: method {config.method!r} returns no maps (Method.maps)')
-    mesh = sharding.make_mesh(config.mesh)
-    manager, step, best = resolve_step(workdir, config, args.step)
-    with jax.set_mesh(mesh):
-        step, variables, _ = state.restore_with_fallback(
-            manager, step, lambda s: state.restore_variables(manager, s, mesh, config)
-        )
-        checkpoint = {'step': step}
-        if best is not None:
-            checkpoint.update({'selected_by': best, 'selected_on_test': best.get('split') == 'test'})
-        evaluator = Evaluator(config, method, mesh)
+    with jax.set_mesh(restored.mesh):
+        evaluator = Evaluator(config, method, restored.mesh)
+        best = 'selected_by' in restored.checkpoint
         out_dir = Path(args.out) if args.out else workdir / 'eval' / (f'best_{step}' if best else f'step_{step}')
         for split in args.split or config.eval_splits:
-            results = evaluator.evaluate(variables, split, out_dir, checkpoint)
+            results = evaluator.evaluate(restored.variables, split, out_dir, restored.checkpoint)
             writers.log(f'step {step}: ' + summary(results, split))
             if maps and jax.process_index() == 0:
                 path = out_dir / f'maps_{split}.png'
-                evaluator.save_maps(variables, split, maps, path)
+                evaluator.save_maps(restored.variables, split, maps, path)
                 writers.log(f'wrote {path}')
     writers.log(f'wrote {out_dir}')
-    manager.close()
     return 0
 
 

@@ -41,6 +41,16 @@ def initialize_distributed(
         jax.distributed.initialize()
 
 
+def describe_devices() -> str:
+    """One line on what this run computes on: platform, device kind and count, processes."""
+    devices = jax.devices()
+    kinds = sorted({d.device_kind for d in devices})
+    return (
+        f'{jax.default_backend()}: {len(devices)} device{"s" * (len(devices) != 1)} ({", ".join(kinds)}) in '
+        f'{jax.process_count()} process{"es" * (jax.process_count() != 1)}, {jax.local_device_count()} local'
+    )
+
+
 def make_mesh(axes: Mapping[str, int]) -> Mesh:
     """A mesh over all devices with the given axis sizes (one may be -1); axes are Auto (sharding by propagation)."""
     names, sizes = list(axes), [int(s) for s in axes.values()]
@@ -53,7 +63,10 @@ def make_mesh(axes: Mapping[str, int]) -> Mesh:
         known = int(np.prod([s for s in sizes if s != -1]))
         sizes[sizes.index(-1)] = count // known
     if int(np.prod(sizes)) != count:
-        raise ValueError(f'config.mesh {dict(axes)} needs {int(np.prod(sizes))} devices, there are {count}')
+        raise ValueError(
+            f'config.mesh {dict(axes)} needs {int(np.prod(sizes))} devices, this run has {count} '
+            f'({describe_devices()}); set config.mesh to fit (one axis may be -1: all devices)'
+        )
     devices = np.asarray(jax.devices()).reshape(sizes)
     return Mesh(devices, tuple(names), axis_types=(AxisType.Auto,) * len(names))
 

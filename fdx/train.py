@@ -239,6 +239,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, A
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str | Path, preemption: PreemptionFlag) -> dict[str, Any]:
+    if jax.process_index() == 0:  # stdout: stderr carries nothing but the error when a run fails
+        print(f'fdx train on {sharding.describe_devices()}', flush=True)
     check_select(config)
     eval_splits = tuple(dict.fromkeys((*config.eval_splits, *((config.select.split,) if config.select.split else ()))))
     available = input_lib.split_names(config.data)
@@ -252,6 +254,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str | Path, preemption: P
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         config_lib.save_config(config, workdir)
+        description = json.dumps(input_lib.preprocessing(config.data), indent=2)
+        (workdir / input_lib.PREPROCESSING_FILE).write_text(description)
     dataset, setup = train_dataset(config), setup_for(config)
     iterator = pipeline.make_loader(dataset, workers=config.data.workers, prefetch_buffer=config.data.prefetch)
     writer = writers.MetricWriter(workdir)

@@ -91,6 +91,16 @@ def test_end_to_end_outputs(reference_run):
     assert (reference_run / 'eval' / 'step_12' / 'roc_test_frame.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     with np.load(reference_run / 'eval' / 'step_12' / 'roc_test_frame.npz') as roc:  # what `fdx results --plots` draws
         assert roc['fpr'][0] == 0 and roc['tpr'][-1] == 1 and roc['fpr'].shape == roc['tpr'].shape
+    assert json.loads((reference_run / 'preprocessing.json').read_text()) == {'dataset': 'synthetic', 'faces': None}
+
+
+def test_train_names_its_devices_and_a_mesh_too_large(tmp_path, capsys):
+    """`fdx train` says what it runs on; a mesh wanting more devices than exist is a one-line error that names them."""
+    argv = ['train', '--config', 'tests/configs/tiny.py', '--workdir', str(tmp_path / 'run'), '--config.mesh.data=16']
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert f'fdx train on cpu: {jax.device_count()} device' in out
+    assert f"config.mesh {{'data': 16, 'model': 1}} needs 16 devices, this run has {jax.device_count()} (cpu: " in err
 
 
 def test_eval_from_checkpoint(reference_run, tmp_path, capsys):
@@ -107,8 +117,16 @@ def test_eval_from_checkpoint(reference_run, tmp_path, capsys):
     assert "unknown config key 'data.recods'" in stderr and 'data.records' in stderr
 
 
+def _read_proc(path: str) -> bytes:
+    """A /proc file, or b'' when its process or thread has just ended."""
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b''
+
+
 def _children(pid: int) -> list[int]:
-    return [int(c) for f in Path(f'/proc/{pid}/task').glob('*/children') for c in f.read_text().split()]
+    return [int(c) for f in Path(f'/proc/{pid}/task').glob('*/children') for c in _read_proc(str(f)).split()]
 
 
 def _alive(pid: int) -> bool:
@@ -139,7 +157,7 @@ def test_kill_during_checkpoint_save(reference_run, tmp_path):
             partial = [p for p in checkpoints.glob('*') if 'tmp' in p.name] if checkpoints.is_dir() else []
             if partial and any(p.name.isdigit() for p in checkpoints.glob('*')):
                 workers = [
-                    c for c in _children(process.pid) if b'spawn_main' in Path(f'/proc/{c}/cmdline').read_bytes()
+                    c for c in _children(process.pid) if b'spawn_main' in _read_proc(f'/proc/{c}/cmdline')
                 ]
                 process.send_signal(signal.SIGKILL)
                 process.wait()

@@ -121,6 +121,33 @@ def prepared_directory(data_config) -> Path:
     return finished[name]
 
 
+PREPROCESSING_FILE = 'preprocessing.json'  # in a workdir: how its training data was cut from videos
+FACE_DETECTOR = {'name': 'dlib_hog', 'upsample': 0, 'landmarks': 'dlib_68'}  # what `fdx prepare` detects with
+
+
+def preprocessing(data_config) -> dict[str, Any]:
+    """How a video becomes the eval view's input under `data_config`, as JSON: the prepared dataset's extraction
+    options (`fdx.input.prepare.Options`: frame sampling, crop size, the face window's scale, image format, faces),
+    its qualities and the face detector; `faces: None` for synthetic data or records without `fdx prepare`'s
+    manifest. `fdx train` writes it into the workdir (`PREPROCESSING_FILE`), so `fdx detect` and `fdx export` do
+    not need the dataset."""
+    import json
+
+    if data_config.name == 'synthetic':
+        return {'dataset': 'synthetic', 'faces': None}
+    directory = prepared_directory(data_config)
+    manifest_path = directory / 'manifest.json'
+    if not manifest_path.is_file():  # built by `tfds build`: the options are not on record
+        return {'dataset': data_config.name, 'builder_config': directory.parent.name, 'faces': None}
+    manifest = json.loads(manifest_path.read_text())
+    return {
+        'dataset': manifest['dataset'],
+        'builder_config': manifest['config'],
+        'faces': {'detector': FACE_DETECTOR, **manifest['options']},
+        'qualities': list(manifest['scan_options'].get('qualities') or ()),
+    }
+
+
 def _builder(data_config):
     import tensorflow_datasets as tfds
 

@@ -22,7 +22,7 @@ import sys
 import time
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -115,16 +115,14 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
             masks = video.read_frames(job.mask, indices).frames
         except video.VideoError as e:
             meta['warnings'].append(f'mask video unusable ({e.reason}); records have no mask')
-    reference = qualities[0]
     out = []
-    for index, face, track in _detect(decoded, indices, qualities, options, detector, meta):
-        window = faces.crop_window(face.box, decoded[reference][index].shape, options.scale)
+    for crop in face_crops(decoded, indices, qualities, options, detector, meta):
+        index, track, window = crop.frame_index, crop.track, crop.window
         prefix = f'{index:06d}' if options.faces == 'largest' else f'{index:06d}_f{track}'
         files = {}
         for q in qualities:
-            crop = faces.crop(decoded[q][index], window, options.crop_size)
             files[q] = f'{prefix}_{q}.{options.image_format}'
-            (tmp / files[q]).write_bytes(records.encode_image(crop, options.image_format, options.jpeg_quality))
+            (tmp / files[q]).write_bytes(crop.encoded[q])
         if index in masks:
             mask = faces.crop(masks[index].max(axis=-1), window, options.crop_size)
             files['mask'] = f'{prefix}_mask.png'
@@ -136,7 +134,7 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
                 'frame_index': index,
                 'face': track,
                 'files': files,
-                'landmarks': faces.landmarks_to_crop(face.landmarks, window, options.crop_size).tolist(),
+                'landmarks': crop.landmarks.tolist(),
                 'box': [float(v) for v in window],
             }
         )
@@ -144,6 +142,34 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
         reasons = sorted({reason for _, reason in meta['dropped']})
         raise video.VideoError(job.video_id, f'no usable frame among {len(indices)} sampled ({"; ".join(reasons)})')
     return out
+
+
+class FaceCrop(NamedTuple):
+    """One face of one sampled frame as `fdx prepare` stores it: the crop of every quality, encoded in the
+    dataset's image format, its landmarks in crop pixels and its window in frame pixels."""
+
+    frame_index: int
+    track: int
+    window: np.ndarray
+    encoded: dict[str, bytes]
+    landmarks: np.ndarray
+
+
+def face_crops(decoded: dict, indices, qualities, options: Options, detector: faces.FaceDetector, meta: dict):
+    """The `FaceCrop`s of decoded frames ({quality: {frame index: RGB frame}}), in frame order; frames without a
+    face (or not in every quality) go to `meta['dropped']` with their reason. `fdx detect` crops new videos with
+    this too, so its inputs are the records' pixels."""
+    reference = qualities[0]
+    for index, face, track in _detect(decoded, indices, qualities, options, detector, meta):
+        window = faces.crop_window(face.box, decoded[reference][index].shape, options.scale)
+        encoded = {
+            q: records.encode_image(
+                faces.crop(decoded[q][index], window, options.crop_size), options.image_format, options.jpeg_quality
+            )
+            for q in qualities
+        }
+        landmarks = faces.landmarks_to_crop(face.landmarks, window, options.crop_size)
+        yield FaceCrop(int(index), int(track), window, encoded, landmarks)
 
 
 def _detect(decoded: dict, indices, qualities, options: Options, detector: faces.FaceDetector, meta: dict):

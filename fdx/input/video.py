@@ -1,10 +1,13 @@
-"""Video decoding for `fdx prepare`: probing, the papers' frame samplings, and forward-only frame reading.
+"""Video decoding for `fdx prepare` and `fdx detect`: probing, the papers' frame samplings, forward-only frame
+reading, and H.264 writing through ffmpeg (`fdx synth`, `fdx detect --annotate`).
 
 Frames are read strictly forward with `cv2.VideoCapture` (seeking with `CAP_PROP_POS_FRAMES` is unreliable for some
 codecs): unwanted frames are grabbed but not converted, wanted ones are kept as uint8 RGB. The frame count a container
 reports can be wrong (truncated files keep the header's count), so `read_frames` reports how far the file really went.
 """
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
@@ -151,3 +154,58 @@ def read_frames(path: str | Path, indices) -> Frames:
             raise VideoError(path, f'truncated: decoded {read} of {reported} frames, none of the {len(wanted)} wanted')
         raise VideoError(path, f'none of the {len(wanted)} wanted frames decodable')
     return Frames(frames, len(wanted), read)
+
+
+def require_ffmpeg(purpose: str) -> str:
+    """The ffmpeg executable; a FileNotFoundError saying how to install it otherwise."""
+    path = shutil.which('ffmpeg')
+    if path is None:
+        raise FileNotFoundError(
+            f'ffmpeg is not installed; {purpose} writes H.264 with it. Install it with '
+            '`sudo apt-get install ffmpeg` (`make setup` does this when run as root).'
+        )
+    return path
+
+
+def h264_args(crf: int) -> list[str]:
+    """ffmpeg output options: libx264 at `crf` on one thread (bytes independent of the core count), yuv420p, every
+    frame kept."""
+    return ['-an', '-c:v', 'libx264', '-threads', '1', '-crf', str(crf), '-pix_fmt', 'yuv420p', '-fps_mode', 'passthrough']
+
+
+def rawvideo_input_args(width: int, height: int, fps: float) -> list[str]:
+    """ffmpeg options reading uint8 RGB frames of `width`x`height` from stdin."""
+    return ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{width}x{height}', '-r', f'{fps:g}', '-i', '-']
+
+
+class H264Writer:
+    """Streams uint8 RGB frames [H, W, 3] into an H.264 file through one ffmpeg process (`with` closes it; an
+    ffmpeg failure is a VideoError naming the file). Odd sizes are padded by one pixel (yuv420p needs even ones)."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 18):
+        self.path = Path(path)
+        self.size = (width, height)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        command = [require_ffmpeg('fdx detect --annotate'), '-y', '-loglevel', 'error']
+        command += rawvideo_input_args(width + width % 2, height + height % 2, fps or 25.0)
+        command += [*h264_args(crf), str(self.path)]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frame: np.ndarray) -> None:
+        width, height = self.size
+        if frame.shape[:2] != (height, width):
+            raise ValueError(f'{self.path}: frame of shape {frame.shape[:2]}, expected {(height, width)}')
+        padded = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode='edge')
+        self._process.stdin.write(np.ascontiguousarray(padded, np.uint8).tobytes())
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        error = self._process.stderr.read().decode(errors='replace')
+        if self._process.wait():
+            raise VideoError(self.path, f'ffmpeg failed: {error[-300:]}')
+
+    def __enter__(self) -> 'H264Writer':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -24,13 +24,14 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from fdx.input.video import h264_args, rawvideo_input_args, require_ffmpeg
 
 FPS = 25
 DFDM_CRFS = (0, 10, 23)
@@ -132,16 +133,6 @@ class SynthError(RuntimeError):
     """ffmpeg failed to encode a video."""
 
 
-def require_ffmpeg() -> str:
-    path = shutil.which('ffmpeg')
-    if path is None:
-        raise FileNotFoundError(
-            'ffmpeg is not installed; fdx synth writes H.264 with it. Install it with '
-            '`sudo apt-get install ffmpeg` (`make setup` does this when run as root).'
-        )
-    return path
-
-
 def encode(frames: np.ndarray, outputs: Sequence[tuple[Path, int]]) -> None:
     """uint8 RGB [T, H, W, 3] (or grey [T, H, W]) → H.264 (libx264, yuv420p) at each (path, crf), every frame kept.
 
@@ -151,12 +142,10 @@ def encode(frames: np.ndarray, outputs: Sequence[tuple[Path, int]]) -> None:
     if frames.ndim == 3:
         frames = np.repeat(frames[..., None], 3, axis=-1)
     height, width = frames.shape[1:3]
-    command = ['ffmpeg', '-y', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{width}x{height}',
-               '-r', str(FPS), '-i', '-']  # fmt: skip
+    command = ['ffmpeg', '-y', '-loglevel', 'error', *rawvideo_input_args(width, height, FPS)]
     for path, crf in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
-        command += ['-an', '-c:v', 'libx264', '-threads', '1', '-crf', str(crf), '-pix_fmt', 'yuv420p',
-                    '-fps_mode', 'passthrough', str(path)]  # fmt: skip
+        command += [*h264_args(crf), str(path)]
     result = subprocess.run(command, check=False, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
     if result.returncode:
         names = ', '.join(str(path) for path, _ in outputs)
@@ -327,7 +316,7 @@ def synthesize(
         raise NotADirectoryError(f'{out} is a file, not a directory; choose another --out')
     if difficulty_name not in DIFFICULTIES:
         raise ValueError(f'unknown difficulty {difficulty_name!r}; valid: {", ".join(DIFFICULTIES)}')
-    require_ffmpeg()
+    require_ffmpeg('fdx synth')
     size, difficulty = SIZES[size_name], DIFFICULTIES[difficulty_name]
     summary_path = out / 'synth.json'
     wanted = {'seed': seed, 'size': size_name, 'difficulty': difficulty_name}
