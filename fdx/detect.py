@@ -67,6 +67,7 @@ class Result:
     dropped: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # sampled frames not scored, why
     warnings: list[str] = dataclasses.field(default_factory=list)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # decode, faces (detect + crop), predict
+    annotations: list[str] = dataclasses.field(default_factory=list)  # files `--annotate` wrote
     crops: dict[tuple[int, int], bytes] = dataclasses.field(default_factory=dict, repr=False)  # (frame, track)
     maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)  # name → [items, …]
 
@@ -321,7 +322,17 @@ class Annotator:
     def __init__(self, detector: Detector, out: Path):
         self.detector, self.out = detector, out
         self.heat_maps = [name for name, kind in detector.restored.method.maps.items() if kind == 'heat']
+        self.stems: set[str] = set()
         out.mkdir(parents=True, exist_ok=True)
+
+    def _stem(self, path: str) -> Path:
+        """OUT/<the input's name>, numbered when inputs of different folders share a name."""
+        stem, number = Path(path).stem, 1
+        while stem in self.stems:
+            number += 1
+            stem = f'{Path(path).stem}_{number}'
+        self.stems.add(stem)
+        return self.out / stem
 
     def _heat(self, result: Result, item: int) -> np.ndarray | None:
         """The first heat map of an item ([h, w], or [h, w, C]: drawn as its maximum over channels)."""
@@ -336,17 +347,20 @@ class Annotator:
         return out
 
     def annotate(self, result: Result) -> list[Path]:
+        """Writes the annotated copy and the strip of a scored input (listed in `result.annotations`)."""
         if not result.ok:
             return []
-        stem = self.out / Path(result.path).stem
-        written = [self._strip(result, stem.with_name(stem.name + '_strip.png'))]
+        stem = self._stem(result.path)
         if result.kind == 'image':
             frame = records.decode_image(Path(result.path).read_bytes())
             self._annotate_frame(frame, result, self._by_frame(result).get(0, []), result.items)
-            path = stem.with_name(stem.name + '_annotated.png')
-            path.write_bytes(records.encode_image(frame, 'png'))
-            return [path, *written]
-        return [self._video(result, stem.with_suffix('.mp4')), *written]
+            written = stem.with_name(stem.name + '_annotated.png')
+            written.write_bytes(records.encode_image(frame, 'png'))
+        else:
+            written = self._video(result, stem.with_name(stem.name + '.mp4'))
+        paths = [written, self._strip(result, stem.with_name(stem.name + '_strip.png'))]
+        result.annotations = [str(p) for p in paths]
+        return paths
 
     def _annotate_frame(self, frame: np.ndarray, result: Result, scoring: list[int], seen: list[dict]) -> None:
         binary = self.detector.binary

@@ -143,6 +143,7 @@ def test_command_outputs_annotations_and_bad_inputs(celebdf_run, tmp_path, capsy
     (inputs / 'nested').mkdir(parents=True)
     real = tree / 'Celeb-real' / 'id0_0001.mp4'
     shutil.copy(real, inputs / 'nested' / 'real.mp4')
+    shutil.copy(tree / 'Celeb-real' / 'id0_0002.mp4', inputs / 'real.mp4')  # the same name in another folder
     (inputs / 'notes.txt').write_text('not a video')
     frames = face_video(tmp_path / 'face.avi', frames=6, codec='MJPG')
     cv2.imwrite(str(inputs / 'face.png'), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
@@ -151,11 +152,20 @@ def test_command_outputs_annotations_and_bad_inputs(celebdf_run, tmp_path, capsy
     odd = tmp_path / 'clip.gif'
     odd.write_bytes(b'GIF89a')
     out, annotated = tmp_path / 'out', tmp_path / 'annotated'
-    argv = ['detect', str(inputs), str(broken['random']), str(broken['truncated']), str(odd), str(tmp_path / 'gone.mp4')]
+    argv = [
+        'detect',
+        str(inputs),
+        str(broken['random']),
+        str(broken['truncated']),
+        str(odd),
+        str(tmp_path / 'gone.mp4'),
+    ]
     assert cli.main([*argv, '--workdir', str(workdir), '--out', str(out), '--annotate', str(annotated)]) == 0
     document = json.loads((out / 'detections.json').read_text())
-    by_name = {entry['path'].rsplit('/', 1)[-1]: entry for entry in document['inputs']}
+    by_name = {entry['path'].rsplit('/', 1)[-1]: entry for entry in document['inputs'] if 'nested' not in entry['path']}
+    by_name['real.mp4'] = next(entry for entry in document['inputs'] if 'nested' in entry['path'])
     assert set(by_name) == {'real.mp4', 'face.png', 'blank.mp4', 'random.mp4', 'truncated.mp4', 'clip.gif', 'gone.mp4'}
+    assert len(document['inputs']) == 8
     assert by_name['real.mp4']['error'] is None and 0 <= by_name['real.mp4']['score'] <= 1
     assert by_name['face.png']['error'] is None and by_name['face.png']['kind'] == 'image'
     assert by_name['blank.mp4']['error'] == 'no usable frame among 4 sampled (no face found)'
@@ -166,12 +176,21 @@ def test_command_outputs_annotations_and_bad_inputs(celebdf_run, tmp_path, capsy
     assert document['preprocessing']['faces']['crop_size'] == 64 and document['checkpoint']['step'] == 3
     assert document['preprocessing']['faces']['detector'] == input_lib.FACE_DETECTOR
     with (out / 'videos.csv').open() as f:
-        rows = {row['path'].rsplit('/', 1)[-1]: row for row in csv.DictReader(f)}
-    assert rows['real.mp4']['status'] == 'ok' and float(rows['real.mp4']['score']) == by_name['real.mp4']['score']
+        rows = {row['path']: row for row in csv.DictReader(f)}
+    nested = by_name['real.mp4']
+    assert rows[nested['path']]['status'] == 'ok' and float(rows[nested['path']]['score']) == nested['score']
     with (out / 'frames.csv').open() as f:
-        assert sum(row['path'].endswith('real.mp4') for row in csv.DictReader(f)) == 4
+        assert sum(row['path'] == nested['path'] for row in csv.DictReader(f)) == 4
     table = capsys.readouterr().out
     assert 'real.mp4' in table and 'cannot open' in table and 'notes.txt' not in table
+    names = sorted(p.name for p in annotated.iterdir())
+    expected = [
+        *(f'real{n}{s}' for n in ('', '_2') for s in ('.mp4', '_strip.png')),
+        'face_annotated.png',
+        'face_strip.png',
+    ]
+    assert names == sorted(expected)
+    assert nested['annotations'] == [str(annotated / 'real.mp4'), str(annotated / 'real_strip.png')]
     capture = cv2.VideoCapture(str(annotated / 'real.mp4'))
     assert capture.isOpened()
     count = 0
@@ -213,7 +232,9 @@ def test_bench_detect_reports_frames_per_second_per_stage(celebdf_run, tmp_path)
     workdir, tree = celebdf_run
     out = tmp_path / 'bench.json'
     video = tree / 'Celeb-real' / 'id0_0001.mp4'
-    assert cli.main(['bench', 'detect', str(video), '--workdir', str(workdir), '--repeats', '2', '--json', str(out)]) == 0
+    assert (
+        cli.main(['bench', 'detect', str(video), '--workdir', str(workdir), '--repeats', '2', '--json', str(out)]) == 0
+    )
     result = json.loads(out.read_text())
     assert result['frames'] == 8 and result['repeats'] == 2  # 4 sampled frames, scored twice
     assert set(result['stage_seconds']) == {'decode', 'faces', 'predict'}
