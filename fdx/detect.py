@@ -1,5 +1,5 @@
-"""`fdx detect PATH… --workdir W [--step best|latest|N] [--all-faces] [--out DIR] [--annotate DIR]`: scores of new
-videos and images with a trained workdir; `Detector` is the Python API the command uses.
+"""`fdx detect PATH… --workdir W [--step best|latest|N] [--all-faces] [--out DIR] [--annotate DIR] [--frames]`: scores
+of new videos and images with a trained workdir; `Detector` is the Python API the command uses.
 
     detector = fdx.Detector.from_workdir('runs/x')        # the best checkpoint (config.select), else the latest
     result = detector.score_video('clip.mp4')             # .score (or .probs), .tracks, .items, .error
@@ -16,10 +16,11 @@ largest, linked into tracks; each track is scored and the video by `config.eval.
 
 Outputs in DIR (default `<workdir>/detect`): `detections.json` (per input: status, reason, the score or class
 probabilities, every track, every scored frame or clip with its face window), `videos.csv`, `frames.csv`, and a
-table on stdout. `--annotate OUT`: per video an H.264 copy with every frame (face windows, the running score, the
-method's maps over the face on scored frames) and a PNG strip of the scored crops with their maps; per image an
-annotated PNG. A bad input (unreadable, truncated, no face, shorter than the method's clip, unsupported extension)
-gets a one-line reason and the run goes on; the exit code is 1 only if nothing could be scored.
+table on stdout (`--frames`: every scored frame's too). `--annotate OUT`: per video an H.264 copy with every frame
+(face windows, the running score, the method's first heat map — or a reconstruction's error — over the face on scored
+frames) and a PNG strip of scored crops with every map (a method's `label_maps`, ground truth, are left out); per
+image an annotated PNG. A bad input (unreadable, truncated, no face, shorter than the method's clip, unsupported
+extension) gets a one-line reason and the run goes on; the exit code is 1 only if nothing could be scored.
 """
 
 import argparse
@@ -140,6 +141,7 @@ class Detector:
         self.binary = self.evaluator.binary
         self.class_names = tuple(config.data.class_names) if self.binary else tuple(method.class_names)
         self.with_maps = False  # predict the method's maps too (`Annotator`)
+        self.maps = {n: kind for n, kind in method.maps.items() if n not in method.label_maps}  # no ground truth here
         self.workdir: Path | None = None
 
     @classmethod
@@ -284,7 +286,7 @@ class Detector:
         else:
             result.prediction = summary['prediction']
         result.crops = {k: c.encoded[INPUT] for k, c in crops.items()}
-        result.maps = {name: np.asarray(predictions[name]) for name in self.restored.method.maps if name in predictions}
+        result.maps = {name: np.asarray(predictions[name]) for name in self.maps if name in predictions}
 
 
 # --------------------------------------------------------------------------- #
@@ -321,7 +323,8 @@ class Annotator:
 
     def __init__(self, detector: Detector, out: Path):
         self.detector, self.out = detector, out
-        self.heat_maps = [name for name, kind in detector.restored.method.maps.items() if kind == 'heat']
+        self.heat_maps = [name for name, kind in detector.maps.items() if kind == 'heat']
+        self.image_maps = [name for name, kind in detector.maps.items() if kind == 'image']
         self.stems: set[str] = set()
         out.mkdir(parents=True, exist_ok=True)
 
@@ -334,9 +337,29 @@ class Annotator:
         self.stems.add(stem)
         return self.out / stem
 
+    def _crop(self, result: Result, item: int) -> np.ndarray:
+        entry = result.items[item]
+        return records.decode_image(result.crops[(int(np.ravel(entry['frame_index'])[0]), entry['track'])])
+
+    def _image(self, result: Result, name: str, item: int) -> np.ndarray:
+        """An image map (a reconstruction) of an item as uint8 RGB."""
+        view = self.detector.view
+        return view.display({view.display_key: result.maps[name][item]})
+
+    def _error(self, result: Result, name: str, item: int) -> np.ndarray:
+        """|crop − image map| per pixel (mean over channels) at the map's size, over its maximum: where a
+        reconstruction fails."""
+        image = self._image(result, name, item).astype(np.float32)
+        crop = cv2.resize(self._crop(result, item), image.shape[1::-1], interpolation=cv2.INTER_AREA)
+        error = np.abs(crop.astype(np.float32) - image).mean(-1)
+        return error / max(float(error.max()), 1e-6)
+
     def _heat(self, result: Result, item: int) -> np.ndarray | None:
-        """The first heat map of an item ([h, w], or [h, w, C]: drawn as its maximum over channels)."""
-        return np.asarray(result.maps[self.heat_maps[0]][item], np.float32) if self.heat_maps else None
+        """What the video shows over the face: the first heat map of an item ([h, w], or [h, w, C]: its maximum over
+        channels), else the first image map's error."""
+        if self.heat_maps:
+            return np.asarray(result.maps[self.heat_maps[0]][item], np.float32)
+        return self._error(result, self.image_maps[0], item) if self.image_maps else None
 
     def _by_frame(self, result: Result) -> dict[int, list[int]]:
         """Frame index → the items that score it."""
@@ -411,16 +434,21 @@ class Annotator:
         return path
 
     def _strip(self, result: Result, path: Path) -> Path:
-        """Up to `STRIP_ITEMS` scored crops, spread over the input, with each heat map over them."""
+        """Up to `STRIP_ITEMS` scored crops, spread over the input, with each heat map over them and each image map
+        (a reconstruction) with its error."""
         picks = np.unique(np.linspace(0, len(result.items) - 1, min(STRIP_ITEMS, len(result.items))).astype(int))
-        crops = []
-        for i in picks:
-            item = result.items[i]
-            crops.append(records.decode_image(result.crops[(int(np.ravel(item['frame_index'])[0]), item['track'])]))
+        crops = [self._crop(result, i) for i in picks]
         rows = {'face': np.stack(crops)}
         for name in self.heat_maps:
             rows[name] = np.stack(
                 [evaluate.heat_overlay(c, np.asarray(result.maps[name][i], np.float32)) for c, i in zip(crops, picks)]
+            )
+        for name in self.image_maps:
+            rows[name] = np.stack(
+                [cv2.resize(self._image(result, name, i), c.shape[1::-1]) for c, i in zip(crops, picks)]
+            )
+            rows[f'{name} error'] = np.stack(
+                [evaluate.heat_overlay(c, self._error(result, name, i)) for c, i in zip(crops, picks)]
             )
         titles = [
             f'f{np.ravel(result.items[i]["frame_index"])[0]} {_label(result.items[i], self.detector.binary)}'
@@ -441,16 +469,31 @@ def _value_text(result: Result) -> str:
     return f'{result.probs[result.prediction]:.4f}'
 
 
+def _fixed_width(rows: list[tuple[str, ...]]) -> str:
+    """Rows as left-aligned columns (the last one unpadded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1] for row in rows).rstrip()
+
+
 def table(results: Sequence[Result]) -> str:
-    """A fixed-width table: input, prediction, score (P(fake), or the predicted class's probability), faces and
-    scored items, or the reason an input was not scored."""
+    """Per input: prediction, score (P(fake), or the predicted class's probability), face tracks and scored items, or
+    the reason it was not scored."""
     rows = [('input', 'prediction', 'score', 'tracks', 'items', 'reason')]
     for r in results:
         rows.append(
             (r.path, r.prediction or 'not scored', _value_text(r), str(len(r.tracks)), str(len(r.items)), r.error or '')
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1] for row in rows).rstrip()
+    return _fixed_width(rows)
+
+
+def frames_table(results: Sequence[Result], binary: bool) -> str:
+    """Per scored frame (or clip): input, frame(s), face track, and its score or most probable class."""
+    rows = [('input', 'frames', 'track', 'score')]
+    for r in results:
+        for item in r.items:
+            frames = ' '.join(map(str, np.ravel(item['frame_index'])))
+            rows.append((r.path, frames, str(item['track']), _label(item, binary)))
+    return _fixed_width(rows)
 
 
 def write_outputs(results: Sequence[Result], detector: Detector, out: Path) -> None:
@@ -495,7 +538,7 @@ def write_outputs(results: Sequence[Result], detector: Detector, out: Path) -> N
 
 
 def main(argv: Sequence[str]) -> int:
-    """`fdx detect PATH… --workdir W [--step best|latest|N] [--all-faces] [--out DIR] [--annotate DIR]`."""
+    """`fdx detect PATH… --workdir W [--step best|latest|N] [--all-faces] [--out DIR] [--annotate DIR] [--frames]`."""
     _, overrides, rest = config_lib.parse_cli(argv)
     parser = argparse.ArgumentParser(prog='fdx detect', description=__doc__.split('\n\n')[0])
     parser.add_argument('paths', nargs='+', metavar='PATH', help='videos, images, or folders of them (recursively)')
@@ -504,6 +547,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--all-faces', action='store_true', help='score every face track, not only the largest face')
     parser.add_argument('--out', help='where detections.json and the CSV files go (default: <workdir>/detect)')
     parser.add_argument('--annotate', metavar='DIR', help='write annotated videos / images and PNG strips here')
+    parser.add_argument('--frames', action='store_true', help='also print the score of every frame (or clip)')
     args = parser.parse_args(rest)
     if args.step not in (None, 'best', 'latest') and not args.step.isdigit():
         parser.error(f"--step: a step number, 'best' or 'latest', got {args.step!r}")
@@ -513,7 +557,7 @@ def main(argv: Sequence[str]) -> int:
         raise ValueError(f'no video or image in {", ".join(args.paths)} ({others} other files)')
     detector = Detector.from_workdir(workdir, args.step, args.all_faces, overrides)
     annotator = Annotator(detector, Path(args.annotate)) if args.annotate else None
-    detector.with_maps = annotator is not None and bool(detector.restored.method.maps)
+    detector.with_maps = annotator is not None and bool(detector.maps)
     writers.log(
         f'fdx detect: {len(files)} inputs, {detector.restored.config.method} step {detector.step}'
         + (f' ({others} files of other types left out)' if others else '')
@@ -529,6 +573,8 @@ def main(argv: Sequence[str]) -> int:
         results.append(result)
     out = Path(args.out) if args.out else workdir / 'detect'
     write_outputs(results, detector, out)
+    if args.frames:
+        print(frames_table(results, detector.binary) + '\n')
     print(table(results))
     scored = sum(r.ok for r in results)
     writers.log(f'{scored} of {len(results)} inputs scored; wrote {out}/detections.json, videos.csv, frames.csv')

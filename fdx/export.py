@@ -7,10 +7,10 @@ DIR holds
     variables.npz      the checkpoint's variables (every collection), one array per '/'-joined path
                        (`params/backbone/conv1/kernel`): arguments of the function, not constants inside it
     export.json        what to feed and what comes out: `inputs` (per-example shape and dtype), `outputs` (the
-                       eval-mode `score` [B] or `probs` [B, K], then the method's maps), `task`, `class_names`,
-                       `preprocessing` (how a video becomes the inputs: the workdir's `preprocessing.json`, the eval
-                       view's name and fields, `config.eval`'s aggregation and threshold), the step, the source
-                       workdir and the jax version
+                       eval-mode `score` [B] or `probs` [B, K], then the method's maps but its `label_maps`),
+                       `task`, `class_names`, `preprocessing` (how a video becomes the inputs: the workdir's
+                       `preprocessing.json`, the eval view's name and fields, `config.eval`'s aggregation and
+                       threshold), the step, the source workdir and the jax version
 
     predictor = fdx.export.load('exported')               # imports jax and numpy only
     outputs = predictor({'image': images})                # {'score': [B]} as numpy arrays; any batch size
@@ -181,7 +181,8 @@ def export_workdir(
     config, method = restored.config, restored.method
     split = (tuple(config.eval_splits) or ('test',))[0]
     variables = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(restored.variables, sep='/').items()}
-    output_names = ('score' if method.task == 'binary' else 'probs', *method.maps)
+    maps = tuple(m for m in method.maps if m not in method.label_maps)  # no ground truth in deployment
+    output_names = ('score' if method.task == 'binary' else 'probs', *maps)
 
     def predict(flat_variables, inputs):
         outputs = method.predict(traverse_util.unflatten_dict(flat_variables, sep='/'), inputs)

@@ -160,7 +160,9 @@ def test_command_outputs_annotations_and_bad_inputs(celebdf_run, tmp_path, capsy
         str(odd),
         str(tmp_path / 'gone.mp4'),
     ]
-    assert cli.main([*argv, '--workdir', str(workdir), '--out', str(out), '--annotate', str(annotated)]) == 0
+    assert (
+        cli.main([*argv, '--workdir', str(workdir), '--out', str(out), '--annotate', str(annotated), '--frames']) == 0
+    )
     document = json.loads((out / 'detections.json').read_text())
     by_name = {entry['path'].rsplit('/', 1)[-1]: entry for entry in document['inputs'] if 'nested' not in entry['path']}
     by_name['real.mp4'] = next(entry for entry in document['inputs'] if 'nested' in entry['path'])
@@ -183,6 +185,9 @@ def test_command_outputs_annotations_and_bad_inputs(celebdf_run, tmp_path, capsy
         assert sum(row['path'] == nested['path'] for row in csv.DictReader(f)) == 4
     table = capsys.readouterr().out
     assert 'real.mp4' in table and 'cannot open' in table and 'notes.txt' not in table
+    frame_rows = [line.split() for line in table.splitlines() if line.startswith(nested['path'] + ' ')]
+    assert [row[1] for row in frame_rows[:4]] == [str(item['frame_index']) for item in nested['items']]
+    assert frame_rows[0][3:] == ['P(fake)', f'{nested["items"][0]["score"]:.3f}']
     names = sorted(p.name for p in annotated.iterdir())
     expected = [
         *(f'real{n}{s}' for n in ('', '_2') for s in ('.mp4', '_strip.png')),
@@ -239,3 +244,37 @@ def test_bench_detect_reports_frames_per_second_per_stage(celebdf_run, tmp_path)
     assert result['frames'] == 8 and result['repeats'] == 2  # 4 sampled frames, scored twice
     assert set(result['stage_seconds']) == {'decode', 'faces', 'predict'}
     assert result['frames_per_s'] == pytest.approx(8 / sum(result['stage_seconds'].values()))
+
+
+def test_annotator_draws_reconstruction_errors_and_leaves_out_label_maps(tmp_path):
+    """A method with an image map (RECCE's reconstruction) gets its error drawn (zero where it equals the crop), and
+    ground-truth maps (`Method.label_maps`) are not shown."""
+    from types import SimpleNamespace
+
+    from fdx.detect import Annotator, Result
+    from fdx.input import records, views
+
+    crop = np.zeros((8, 8, 3), np.uint8)
+    crop[:, 4:] = 200
+    view = views.FrameView(size=8, normalisation='xception')
+    reconstruction = views.normalise(crop.copy(), 'xception')
+    reconstruction[:4] = views.normalise(np.full((4, 8, 3), 255, np.uint8), 'xception')  # wrong in the top half
+    method = SimpleNamespace(maps={'reconstruction': 'image', 'mask': 'heat'}, label_maps=('mask',))
+    detector = SimpleNamespace(
+        view=view,
+        binary=True,
+        maps={n: k for n, k in method.maps.items() if n not in method.label_maps},
+        restored=SimpleNamespace(method=method),
+    )
+    result = Result('clip.mp4', 'video', score=0.5, prediction='fake')
+    result.items = [{'frame_index': 0, 'track': 0, 'window': [0, 0, 8, 8], 'score': 0.5}]
+    result.crops = {(0, 0): records.encode_image(crop, 'png')}
+    result.maps = {'reconstruction': reconstruction[None]}
+    annotator = Annotator(detector, tmp_path)
+    assert annotator.heat_maps == [] and annotator.image_maps == ['reconstruction']
+    error = annotator._heat(result, 0)
+    assert error.shape == (8, 8) and error.max() == 1.0
+    np.testing.assert_array_equal(error[4:], 0)
+    assert (error[:4] > 0).all()
+    path = annotator._strip(result, tmp_path / 'strip.png')
+    assert cv2.imread(str(path)) is not None

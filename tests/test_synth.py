@@ -10,7 +10,7 @@ import numpy as np
 from compilation_cache import persistent_compilation_cache
 
 from fdx import cli
-from fdx.input import layouts
+from fdx.input import layouts, video
 from fdx.synth import build, report
 
 
@@ -155,6 +155,6 @@ def test_reuse_and_missing_ffmpeg(synth, monkeypatch, capsys):
     assert cli.main(['synth', '--out', str(synth), '--size', 'tiny', '--seed', '1']) == 0
     assert 'reusing' in capsys.readouterr().out
     assert cli.main(['synth', '--out', str(synth), '--size', 'tiny', '--seed', '2']) == 2
-    monkeypatch.setattr(build.shutil, 'which', lambda name: None)
+    monkeypatch.setattr(video.shutil, 'which', lambda name: None)
     assert cli.main(['synth', '--out', str(synth / 'x'), '--size', 'tiny']) == 2
     assert 'apt-get install ffmpeg' in capsys.readouterr().err

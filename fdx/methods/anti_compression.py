@@ -137,6 +137,7 @@ class AntiCompression(Method):
 
     rng_streams = ('critic',)
     maps = {'attention_lq': 'heat', 'mask': 'heat'}  # M_L and the ground truth at its size
+    label_maps = ('mask',)
 
     def __init__(self, config):
         super().__init__(config)

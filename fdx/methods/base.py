@@ -58,6 +58,9 @@ class Method(abc.ABC):
     # predict outputs drawn by `fdx eval --save-maps`: name -> 'heat' ([B, h, w] or [B, h, w, C] in [0, 1], drawn over
     # the input) or 'image' ([B, H, W, 3] in the input's normalisation, drawn as a picture)
     maps: dict[str, str] = {}
+    # maps drawn from the batch's ground truth beside the predicted ones (a manipulation mask): `fdx eval` shows them,
+    # `fdx detect` and `fdx export`, which have no ground truth, leave them out
+    label_maps: tuple[str, ...] = ()
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
