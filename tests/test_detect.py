@@ -228,7 +228,7 @@ def test_all_faces_scores_every_track(celebdf_run, tmp_path):
 
 def test_workdir_without_face_preprocessing_is_refused(tmp_path):
     """A workdir trained on synthetic arrays has no face preprocessing: a one-line error names its file."""
-    workdir = _train(tmp_path / 'run', '', 'tests/configs/tiny.py')
+    workdir = _train(tmp_path / 'run', '', 'tests/configs/tiny.py', '--config.total_steps=3')
     with pytest.raises(ValueError, match=r'preprocessing.json: the workdir was trained on .synthetic. data'):
         fdx.Detector.from_workdir(workdir)
 

@@ -205,8 +205,35 @@ def synthetic_batch(config) -> dict:
     return batch
 
 
-@pytest.mark.parametrize('variant', ['xception', 'spatial', 'temporal', 'spatial_temporal'])
-def test_every_variant_takes_a_gradient_step(variant):
+VARIANT_COMPONENTS = {
+    'xception': set(),
+    'spatial': {'spatial_attention'},
+    'temporal': {'temporal_attention'},
+    'spatial_temporal': {'spatial_attention', 'temporal_attention'},
+}
+
+
+@pytest.mark.parametrize('variant', ['spatial', 'temporal'])
+def test_single_branch_variants_trace_a_train_step_and_predict(variant):
+    """Each one-branch variant builds, and its train step and predict trace with the branch's module and map (the
+    compiled steps of the baseline and of both branches together are taken below)."""
+    config = tiny(variant)
+    batch = synthetic_batch(config)
+    setup = Setup(config, steps_per_epoch=10, example_batch=batch)
+    state = jax.eval_shape(setup.initial_state)
+    _, metrics = jax.eval_shape(setup.train_step, state, batch)
+    assert metrics['loss'].shape == ()
+    assert {'spatial_attention', 'temporal_attention'} & set(state.params) == VARIANT_COMPONENTS[variant]
+    variables = {'params': state.params, 'batch_stats': state.model_state['batch_stats']}
+    outputs = jax.eval_shape(methods.build(config).predict, variables, batch)
+    assert {k: v.shape for k, v in outputs.items()} == {
+        'score': (2,),
+        **{c: (2, 4, 4) for c in VARIANT_COMPONENTS[variant]},
+    }
+
+
+@pytest.mark.parametrize('variant', ['xception', 'spatial_temporal'])
+def test_baseline_and_both_branches_take_a_gradient_step(variant):
     config = tiny(variant)
     batch = synthetic_batch(config)
     setup = Setup(config, steps_per_epoch=10, example_batch=batch)
@@ -216,8 +243,7 @@ def test_every_variant_takes_a_gradient_step(variant):
     assert np.isfinite(float(metrics['loss']))
     after = jax.device_get(state.params)
     components = {'spatial_attention', 'temporal_attention'} & set(after)
-    assert components == {'xception': set(), 'spatial': {'spatial_attention'}, 'temporal': {'temporal_attention'},
-                          'spatial_temporal': {'spatial_attention', 'temporal_attention'}}[variant]  # fmt: skip
+    assert components == VARIANT_COMPONENTS[variant]
     for name in (*components, 'conv1', 'head'):
         changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), before[name], after[name])
         assert any(jax.tree.leaves(changed)), name
