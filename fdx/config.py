@@ -24,6 +24,8 @@ from typing import Any
 
 import ml_collections
 
+from fdx import storage
+
 ConfigDict = ml_collections.ConfigDict
 
 _PREFIXES = ("--config.", "config.")
@@ -232,7 +234,7 @@ def apply_overrides(config: ConfigDict, overrides: Mapping[str, Any] | Sequence[
 
 def save_config(config: ConfigDict, workdir: str | os.PathLike) -> None:
     """Writes ``workdir/config.json`` and the human-readable ``workdir/config.txt``."""
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(sort_keys=True, indent=2))
     (workdir / "config.txt").write_text(str(config))
@@ -240,7 +242,7 @@ def save_config(config: ConfigDict, workdir: str | os.PathLike) -> None:
 
 def load_saved_config(workdir: str | os.PathLike) -> ConfigDict:
     """Reads back ``workdir/config.json`` as a locked ConfigDict (tuples come back as lists)."""
-    path = Path(workdir) / "config.json"
+    path = storage.path(workdir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(
             f"no {path.name} in {workdir}: no run was started in this workdir "

@@ -26,6 +26,7 @@ extension) gets a one-line reason and the run goes on; the exit code is 1 only i
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import sys
 import time
@@ -38,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fdx import config as config_lib
-from fdx import evaluate, metrics, writers
+from fdx import evaluate, metrics, storage, writers
 from fdx import input as input_lib
 from fdx.input import faces, prepare, records, video
 from fdx.input.views import SplitIndex
@@ -150,11 +151,11 @@ class Detector:
     ) -> 'Detector':
         """`step`: a number, 'best', 'latest', or None: the best checkpoint when the run selected one, else the
         latest. `overrides`: `config.KEY=VALUE` strings applied to the saved config."""
-        workdir = Path(workdir)
+        workdir = storage.path(workdir)  # local or gs://
         step = evaluate.serving_step(workdir, step)
         restored = evaluate.restore(workdir, step, ['data.workers=0', *overrides])  # one video at a time
         detector = cls(restored, read_preprocessing(workdir, restored.config), all_faces)
-        detector.workdir = workdir.absolute()
+        detector.workdir = workdir
         return detector
 
     @property
@@ -521,20 +522,19 @@ def write_outputs(results: Sequence[Result], detector: Detector, out: Path) -> N
         probs = entry.get('probs') or {}
         return [probs.get(n) for n in detector.class_names]
 
-    with (out / 'videos.csv').open('w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['path', 'kind', 'status', 'prediction', *value_columns, 'tracks', 'items', 'reason'])
-        for r in results:
-            entry = {'score': r.score, 'probs': r.probs}
-            status = 'ok' if r.ok else 'error'
-            w.writerow([r.path, r.kind, status, r.prediction, *values(entry), len(r.tracks), len(r.items), r.error])
-    with (out / 'frames.csv').open('w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['path', 'frame_index', 'track', *value_columns, 'x0', 'y0', 'x1', 'y1'])
-        for r in results:
-            for item in r.items:
-                frames = ' '.join(map(str, np.ravel(item['frame_index'])))
-                w.writerow([r.path, frames, item['track'], *values(item), *item['window']])
+    video_rows = [['path', 'kind', 'status', 'prediction', *value_columns, 'tracks', 'items', 'reason']]
+    frame_rows = [['path', 'frame_index', 'track', *value_columns, 'x0', 'y0', 'x1', 'y1']]
+    for r in results:
+        status = 'ok' if r.ok else 'error'
+        scores = values({'score': r.score, 'probs': r.probs})
+        video_rows.append([r.path, r.kind, status, r.prediction, *scores, len(r.tracks), len(r.items), r.error])
+        for item in r.items:
+            frames = ' '.join(map(str, np.ravel(item['frame_index'])))
+            frame_rows.append([r.path, frames, item['track'], *values(item), *item['window']])
+    for name, rows in (('videos.csv', video_rows), ('frames.csv', frame_rows)):
+        text = io.StringIO()  # written whole: `out` may be a gs:// URL
+        csv.writer(text).writerows(rows)
+        (out / name).write_text(text.getvalue())
 
 
 def main(argv: Sequence[str]) -> int:
@@ -551,7 +551,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(rest)
     if args.step not in (None, 'best', 'latest') and not args.step.isdigit():
         parser.error(f"--step: a step number, 'best' or 'latest', got {args.step!r}")
-    workdir = Path(args.workdir)
+    workdir = storage.path(args.workdir)
     files, others = input_files(args.paths)
     if not files:
         raise ValueError(f'no video or image in {", ".join(args.paths)} ({others} other files)')
@@ -571,7 +571,7 @@ def main(argv: Sequence[str]) -> int:
             except video.VideoError as error:
                 result.warnings.append(f'annotation failed: {error.reason}')
         results.append(result)
-    out = Path(args.out) if args.out else workdir / 'detect'
+    out = storage.path(args.out) if args.out else workdir / 'detect'
     write_outputs(results, detector, out)
     if args.frames:
         print(frames_table(results, detector.binary) + '\n')

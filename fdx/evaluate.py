@@ -24,7 +24,7 @@ import numpy as np
 
 from fdx import config as config_lib
 from fdx import input as input_lib
-from fdx import methods, metrics, sharding, state, writers
+from fdx import methods, metrics, sharding, state, storage, writers
 from fdx.input import pipeline
 
 PASSTHROUGH = ('label', 'class_id', 'valid', 'index', 'video_index', 'face_index', 'frame_index')
@@ -106,7 +106,7 @@ class Evaluator:
         if checkpoint is not None:
             results['checkpoint'] = checkpoint
         if out_dir is not None and jax.process_index() == 0:
-            self.write(results, predictions, split, Path(out_dir))
+            self.write(results, predictions, split, storage.path(out_dir))
         return results
 
     def _fake_class_names(self) -> tuple[str, ...] | None:
@@ -182,7 +182,7 @@ class Evaluator:
             if self.binary:
                 fpr, tpr, _ = metrics.roc_curve(labels, values)
                 metrics.save_roc_png(fpr, tpr, results[level]['auc'], out_dir / f'roc_{split}_{level}.png', title=title)
-                np.savez(out_dir / f'roc_{split}_{level}.npz', fpr=fpr, tpr=tpr)  # for `fdx results --plots`
+                storage.save_npz(out_dir / f'roc_{split}_{level}.npz', fpr=fpr, tpr=tpr)  # for `fdx results --plots`
             else:
                 metrics.save_confusion_matrix_png(
                     results[level]['confusion_matrix'],
@@ -315,14 +315,14 @@ def serving_step(workdir: str | Path, step: str | int | None) -> str | None:
     """`restore`'s step for a command that serves a model (`fdx detect`, `fdx export`): a number, 'best', 'latest'
     (None), or by default the best checkpoint when the run selected one, else the latest."""
     if step is None:
-        return 'best' if state.read_best(Path(workdir)) else None
+        return 'best' if state.read_best(workdir) else None
     return None if step == 'latest' else str(step)
 
 
 def restore(workdir: str | Path, step: str | None = None, overrides: Sequence[str] = ()) -> Restored:
     """The checkpoint of `workdir` at `step` (a number, 'best', or None: the latest that restores), built from the
     saved config and the checkpoint's own metadata (no dataset or optimizer is needed)."""
-    workdir = Path(workdir)
+    workdir = storage.path(workdir)
     config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
     method = methods.build(config)  # registers the method's own views
     mesh = sharding.make_mesh(config.mesh)
@@ -353,7 +353,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(rest)
     if args.step not in (None, 'best') and not args.step.isdigit():
         parser.error(f"--step: a step number or 'best', got {args.step!r}")
-    workdir = Path(args.workdir)
+    workdir = storage.path(args.workdir)
     maps = max(args.save_maps, args.reconstructions)
     restored = restore(workdir, args.step, overrides)
     config, method, step = restored.config, restored.method, restored.step
@@ -362,7 +362,9 @@ def main(argv: Sequence[str]) -> int:
     with jax.set_mesh(restored.mesh):
         evaluator = Evaluator(config, method, restored.mesh)
         best = 'selected_by' in restored.checkpoint
-        out_dir = Path(args.out) if args.out else workdir / 'eval' / (f'best_{step}' if best else f'step_{step}')
+        out_dir = (
+            storage.path(args.out) if args.out else workdir / 'eval' / (f'best_{step}' if best else f'step_{step}')
+        )
         for split in args.split or config.eval_splits:
             results = evaluator.evaluate(restored.variables, split, out_dir, restored.checkpoint)
             writers.log(f'step {step}: ' + summary(results, split))

@@ -171,10 +171,10 @@ def export_workdir(
     selected one, else the latest) into the new or empty directory `out`; returns `out`."""
     from flax import traverse_util
 
-    from fdx import evaluate
+    from fdx import evaluate, storage
     from fdx import input as input_lib
 
-    workdir, out = Path(workdir), Path(out)
+    workdir, out = storage.path(workdir), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f'--out {out} exists and is not an empty directory; give a new one')
     restored = evaluate.restore(workdir, evaluate.serving_step(workdir, step), overrides)

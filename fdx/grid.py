@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from fdx import slurm, tpu
+from fdx import slurm, storage, tpu
 from fdx.config import apply_overrides, config_from_module, import_config_file, parse_cli, render_value, split_spec
 
 DONE_FILE = "done.json"
@@ -104,8 +104,7 @@ def default_name(spec: str) -> str:
 def point_command(spec: str, point: Point, root: str | os.PathLike, name: str) -> list[str]:
     """The ``fdx train`` argv that trains ``point`` in ``<root>/<name>/<point_id>``."""
     overrides = [f"--config.{key}={render_value(value)}" for key, value in point.overrides.items()]
-    workdir = Path(root, name, point.point_id)
-    return ["fdx", "train", "--config", spec, *overrides, "--workdir", str(workdir)]
+    return ["fdx", "train", "--config", spec, *overrides, "--workdir", storage.join(root, name, point.point_id)]
 
 
 def train_command(spec: str, point: Point, root: str | os.PathLike, name: str) -> list[str]:
@@ -300,8 +299,10 @@ def run_tpu(
     import concurrent.futures
     import tempfile
 
-    if not root.startswith("/"):
-        raise ValueError(f"--backend tpu: --root {root!r} must be an absolute path that every TPU VM worker mounts")
+    if not root.startswith("/") and not storage.is_cloud(root):
+        raise ValueError(
+            f"--backend tpu: --root {root!r} must be a gs:// URL or an absolute path that every TPU VM worker mounts"
+        )
     local = Path(local_root, name).absolute()
     archive = Path(tempfile.gettempdir()) / f"fdx-src-{name}.tar.gz"
     assigned = {slice_name: [] for slice_name in slice_.names}
@@ -333,7 +334,7 @@ def run_tpu(
                     "status": "finished" if code == 0 else "failed",
                     "exit_code": code,
                     "slice": slice_name,
-                    "workdir": str(Path(root, name, point.point_id)),
+                    "workdir": storage.join(root, name, point.point_id),
                     "log": str(local / "tpu" / f"{slice_name}.log"),
                 }
             )

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fdx import storage
+
 __all__ = [
     "binary_metrics",
     "bootstrap_binary",
@@ -508,9 +510,7 @@ def _new_figure(figsize: tuple[float, float]):
 
 def _save(fig, path: str | Path) -> None:
     """Write `fig` as PNG, creating parent directories."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    storage.save_figure(fig, path, dpi=120)
 
 
 def save_confusion_matrix_png(

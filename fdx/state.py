@@ -20,7 +20,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.extend import random as jax_random
 
-from fdx import methods, optim, sharding, writers
+from fdx import methods, optim, sharding, storage, writers
 from fdx.models import pretrained
 
 CHECKPOINTS, BEST, BEST_FILE = 'checkpoints', 'best', 'best.json'
@@ -238,7 +238,7 @@ def checkpoint_manager(workdir: Path, config, folder: str = CHECKPOINTS) -> ocp.
     """The latest checkpoints (`checkpoints/`, `checkpoint.keep` of them) or the best one (`best/`)."""
     keep = 1 if folder == BEST else config.checkpoint.keep
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    return ocp.CheckpointManager(Path(workdir).absolute() / folder, options=options)
+    return ocp.CheckpointManager(storage.path(workdir) / folder, options=options)
 
 
 def restore_state(manager: ocp.CheckpointManager, setup: Setup, step: int, iterator=None) -> TrainState:
@@ -255,7 +255,7 @@ def restore_state(manager: ocp.CheckpointManager, setup: Setup, step: int, itera
 def restore_variables(manager: ocp.CheckpointManager, step: int, mesh, config) -> dict[str, Any]:
     """The model variables (`params` and the other collections) saved at `step`, laid out from the checkpoint's own
     metadata: no training batch, dataset or optimizer is needed (evaluation on any dataset)."""
-    path = Path(manager.directory) / str(step) / 'state'
+    path = manager.directory / str(step) / 'state'
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(path).item_metadata
     wanted = {key: metadata[key] for key in ('params', 'model_state')}
@@ -277,7 +277,7 @@ def _reason(error: BaseException) -> str:
 def restore_with_fallback(manager: ocp.CheckpointManager, step: int | None, restore) -> tuple[int, Any, list[int]]:
     """(step, `restore(step)`, broken steps): `step` itself (a broken one is an error naming it), or by default the
     newest checkpoint that restores, each broken newer one skipped with a warning naming it."""
-    directory = Path(manager.directory)
+    directory = manager.directory
     if step is not None:
         try:
             return step, restore(step), []
@@ -299,7 +299,7 @@ def set_aside(manager: ocp.CheckpointManager, steps: Sequence[int]) -> None:
     """Renames broken step folders to `broken_<step>` (kept for inspection) so that those steps can be saved again."""
     if jax.process_index() == 0:
         for step in steps:
-            folder = Path(manager.directory) / str(step)
+            folder = manager.directory / str(step)
             folder.rename(folder.with_name(f'broken_{step}'))
             writers.log(f'moved the broken checkpoint {folder} to {folder.with_name(f"broken_{step}")}')
     if steps and jax.process_count() > 1:
@@ -310,5 +310,5 @@ def set_aside(manager: ocp.CheckpointManager, steps: Sequence[int]) -> None:
 
 def read_best(workdir: Path) -> dict[str, Any] | None:
     """`best.json` of a workdir (step, split, metric, value, mode), or None before the first selection."""
-    path = Path(workdir) / BEST_FILE
+    path = storage.path(workdir) / BEST_FILE
     return json.loads(path.read_text()) if path.is_file() else None

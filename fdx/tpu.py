@@ -6,12 +6,14 @@ Per slice (`--tpu NAME[,NAME…]`, points assigned in order, a slice running its
    `--runtime-version`) and waiting until it is ACTIVE;
 2. code sync: `git archive` of HEAD (committed code only: what ran is what is in git) copied to every worker with
    `gcloud compute tpus tpu-vm scp --worker=all`, unpacked in `--remote-dir`;
-3. environment setup on every worker: a venv with `pip install -e '.[tpu]'` (skipped when it exists);
+3. environment setup on every worker: a venv with `pip install -e '.[tpu]'` (with the `gcs` extra; skipped when it
+   exists);
 4. `gcloud compute tpus tpu-vm ssh NAME --zone Z --worker=all --command 'cd DIR && .venv/bin/fdx train …'`: every
    worker runs one process of the same training; `fdx.sharding.initialize_distributed` joins them (JAX reads the
    slice from the TPU VM's environment).
 
-The workdirs live under `--root`, which must be a filesystem every worker mounts at the same path (Filestore, NFS).
+The workdirs live under `--root`: a `gs://` URL (`fdx.storage`; the VMs' service account needs write access to the
+bucket) or a filesystem every worker mounts at the same path (Filestore, NFS).
 `commands()` builds every command as an argv list; `--dry-run` prints them; `run()` runs each slice's commands in
 order (the slices in parallel), writing `<root>/<name>/grid_status.json`. Nothing here reaches a TPU: the tests run
 the commands against a test double for `gcloud` that records its arguments.

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from fdx import config as config_lib
-from fdx import evaluate, methods, optim, sharding, slurm, writers
+from fdx import evaluate, methods, optim, sharding, slurm, storage, writers
 from fdx import input as input_lib
 from fdx import state as state_lib
 from fdx.input import pipeline
@@ -250,7 +250,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str | Path, preemption: P
             f'config.eval_splits / config.select.split: no split {", ".join(missing)} in {config.data.name} '
             f'(has {", ".join(available)}); config.data.val_from_train holds out train videos as val'
         )
-    workdir = Path(workdir).absolute()  # orbax needs absolute paths
+    workdir = storage.path(workdir)  # a local folder (made absolute, for orbax) or gs://
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         config_lib.save_config(config, workdir)
@@ -352,7 +352,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument('--process-id', type=int)
     args = parser.parse_args(rest)
     sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    workdir = Path(args.workdir)
+    workdir = storage.path(args.workdir)
     if spec is None:
         if not (workdir / 'config.json').is_file():
             parser.error('--config is required for a new workdir')

@@ -9,6 +9,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from fdx import storage
+
 
 def _summary_writer_class():
     """tensorboardX's `SummaryWriter`, imported without PyTorch where torch is not loaded yet: tensorboardX imports
@@ -25,10 +27,30 @@ def _summary_writer_class():
     return SummaryWriter
 
 
+class _RewrittenText:
+    """An append-only text file on an object store (no appends there): the whole text is rewritten at each flush."""
+
+    def __init__(self, path):
+        self.path = path
+        self.text = path.read_text() if path.exists() else ''
+        self.written = self.text
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        if self.text != self.written:
+            self.path.write_text(self.text)
+            self.written = self.text
+
+    close = flush
+
+
 class MetricWriter:
     """Writes scalars to `<workdir>/metrics.jsonl` (one object per step) and TensorBoard events in `<workdir>/tb`.
 
-    On processes other than 0 every method is a no-op.
+    The workdir may be a `gs://` URL (`fdx.storage`): there metrics.jsonl is rewritten whole at each write (objects
+    cannot be appended to; a run logs every `log_every` steps). On processes other than 0 every method is a no-op.
     """
 
     def __init__(self, workdir: str | Path):
@@ -36,8 +58,9 @@ class MetricWriter:
         if not self.active:
             return
         SummaryWriter = _summary_writer_class()
-        workdir = Path(workdir)
-        self._jsonl = open(workdir / 'metrics.jsonl', 'a')
+        workdir = storage.path(workdir)
+        jsonl = workdir / 'metrics.jsonl'
+        self._jsonl = _RewrittenText(jsonl) if storage.is_cloud(workdir) else open(jsonl, 'a')
         self._tb = SummaryWriter(str(workdir / 'tb'))
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:

@@ -97,6 +97,15 @@ def test_tpu_backend_errors(tmp_path):
         tpu.Slice(('a',), 'z', queued_resource=True)
 
 
+def test_tpu_points_can_live_on_gcs(tmp_path, capsys):
+    """`--root gs://…`: each point's `fdx train --workdir` is a URL under it, not folded by pathlib into `gs:/…`."""
+    args = ['grid', f'{TINY}:slurm', '--backend', 'tpu', '--dry-run', '--local-root', str(tmp_path)]
+    assert cli.main([*args, '--tpu', 'a', '--zone', 'z', '--root', 'gs://lab-runs/fdx/', '--name', 'g']) == 0
+    printed = capsys.readouterr().out
+    for point in grid.expand_sweep(f'{TINY}:slurm'):
+        assert f'--workdir gs://lab-runs/fdx/g/{point.point_id}' in printed
+
+
 @pytest.mark.parametrize(
     'environment, arguments, expected',
     [

@@ -1,4 +1,5 @@
-"""The trainer: end to end, exact resume after SIGKILL or SIGTERM, device/process equivalence, critic, frozen groups, NaN stop."""
+"""The trainer: end to end, exact resume after SIGKILL or SIGTERM, a gs:// workdir, device/process equivalence, critic,
+frozen groups, NaN stop."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import gcs_emulator
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 from compilation_cache import persistent_compilation_cache
 
-from fdx import cli, train
+from fdx import cli, storage, train
 from fdx import config as config_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,9 +158,7 @@ def test_kill_during_checkpoint_save(reference_run, tmp_path):
         while process.poll() is None:
             partial = [p for p in checkpoints.glob('*') if 'tmp' in p.name] if checkpoints.is_dir() else []
             if partial and any(p.name.isdigit() for p in checkpoints.glob('*')):
-                workers = [
-                    c for c in _children(process.pid) if b'spawn_main' in _read_proc(f'/proc/{c}/cmdline')
-                ]
+                workers = [c for c in _children(process.pid) if b'spawn_main' in _read_proc(f'/proc/{c}/cmdline')]
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 caught = partial
@@ -194,6 +194,38 @@ def test_sigterm_saves_and_resumes_exactly(reference_run, tmp_path):
     assert not (workdir / train.DONE_FILE).exists()
     stderr = finish(fdx('train', '--config', TINY, '--workdir', str(workdir)))
     assert f'resumed from step {saved}' in stderr and losses(workdir) == losses(reference_run)
+
+
+def test_gs_workdir_is_preempted_resumes_and_evaluates(reference_run, tmp_path, monkeypatch, capsys):
+    """A `gs://` workdir, against a test double for Google Cloud Storage (tests/gcs_emulator.py, an HTTP emulator of
+    its API): config, orbax checkpoints, metrics.jsonl, TensorBoard events and evaluation outputs land in the bucket;
+    SIGTERM saves there, the re-run resumes with the reference losses; `fdx eval` reads the run back."""
+    with gcs_emulator.serve() as variables:
+        for key, value in variables.items():
+            monkeypatch.setenv(key, value)  # for this process and, through env(), the trainers
+        workdir = storage.path(f'gs://{gcs_emulator.BUCKET}/runs/preempted')
+        process = fdx('train', '--config', TINY, '--workdir', str(workdir))
+        while not (workdir / 'config.json').exists() and process.poll() is None:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        stderr = finish(process, expect=train.EXIT_PREEMPTED)
+        saved = int(stderr.split('SIGTERM received: checkpoint saved at step ')[1].split(';')[0])
+        assert 1 <= saved < 12 and not (workdir / train.DONE_FILE).exists()
+        assert str(saved) in {p.name for p in (workdir / 'checkpoints').iterdir()}
+        stderr = finish(fdx('train', '--config', TINY, '--workdir', str(workdir)))
+        assert f'resumed from step {saved}' in stderr and losses(workdir) == losses(reference_run)
+        done = json.loads((workdir / train.DONE_FILE).read_text())
+        reference = json.loads((reference_run / train.DONE_FILE).read_text())
+        assert {k: done['eval']['test'][k] for k in ('frame', 'video')} == {
+            k: reference['eval']['test'][k] for k in ('frame', 'video')
+        }
+        assert list((workdir / 'tb').glob('events.out.tfevents.*'))
+        assert (workdir / 'eval' / 'step_12' / 'roc_test_frame.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+        assert cli.main(['eval', '--workdir', str(workdir), '--step', '12']) == 0, [
+            l for l in capsys.readouterr().err.splitlines() if 'fdx' in l
+        ]
+        metrics = json.loads((workdir / 'eval' / 'step_12' / 'metrics_test.json').read_text())
+        assert metrics['frame'] == reference['eval']['test']['frame'] and metrics['checkpoint'] == {'step': 12}
 
 
 @pytest.fixture(scope='module')
