@@ -1,8 +1,10 @@
-"""`fdx bench {step,input,prepare,detect,peak}`: measured speed of the train step, the input pipeline, preprocessing
-and detection.
+"""`fdx bench {step,predict,input,prepare,detect,peak}`: measured speed of the train step, the eval-mode forward, the
+input pipeline, preprocessing and detection.
 
     fdx bench step --arch resnet50 --batch 8 --size 224 --vs-torch     # vs the timm model + torch.optim.SGD step
     fdx bench step --arch experiments/dma_sta_dfdm.py:mini             # a method's real train step, synthetic batches
+    fdx bench predict --arch xception --batch 32 --vs-torch --peak     # vs timm under torch.inference_mode()
+    fdx bench predict --arch resnet50 --batch 1 --vs-torch --torch-compile   # vs torch.compile of the timm model
     fdx bench input --dir DATA --name dfdm --view clip --workers 2     # grain pipeline from prepared records
     fdx bench input --dir DATA --config experiments/aunet_ffpp.py      # a config's train view (self-blended fakes)
     fdx bench prepare dfdm --src RAW --frames 8                        # `fdx prepare`, frames/s
@@ -10,8 +12,9 @@ and detection.
     fdx bench peak                                                     # matmul FLOP/s, the yardstick of step figures
 
 Every sub-command prints a table and, with `--json PATH`, writes its figures. The step is the trainer's own
-(`fdx.train.Setup.compiled_train_step`: forward, backward, optimizer and batch-norm updates, donated state), timed
-after compilation; XLA's FLOP count and memory estimate come from the compiled executable. `--threads N` pins the
+(`fdx.train.Setup.compiled_train_step`: forward, backward, optimizer and batch-norm updates, donated state), the
+predict the method's eval-mode `predict(variables, batch)` (what `fdx eval` and `fdx detect` run), jitted; both are
+timed after compilation, `--peak` sets them against this machine's matmul FLOP/s; XLA's FLOP count and memory estimate come from the compiled executable. `--threads N` pins the
 process to N cores and gives JAX (XLA's intra-op pool) and PyTorch (`torch.set_num_threads`) the same N threads.
 `--vs-torch` runs the PyTorch step in a child process on the same cores, with the same allocator (`fdx.allocator`),
 alternating with the fdx step.
@@ -159,19 +162,26 @@ def set_input_size(config, size: int | None) -> int:
     return view[key]
 
 
-def compiled_step(config, batch: dict[str, np.ndarray]):
-    """The trainer's jitted step, its compiled executable, the initial state and the global batch."""
+def compiled_step(config, batch: dict[str, np.ndarray], predict: bool = False):
+    """The trainer's jitted step (or with `predict` the method's jitted eval-mode `predict`), its compiled
+    executable, its first argument (the initial train state, or its variables) and the global batch."""
+    import jax
+
     from fdx import sharding, state
 
     setup = state.Setup(config, steps_per_epoch=1000, example_batch=batch)
-    state = setup.initial_state()
+    first = setup.initial_state()
     global_batch = sharding.global_batch(batch, setup.mesh)
-    step = setup.compiled_train_step()
+    if predict:
+        first = first.variables()
+        fn = jax.jit(setup.method.predict, out_shardings=sharding.replicated(setup.mesh))
+    else:
+        fn = setup.compiled_train_step()
     start = time.perf_counter()
-    lowered = step.lower(state, global_batch)
+    lowered = fn.lower(first, global_batch)
     lower_s = time.perf_counter() - start
     compiled = lowered.compile()
-    return setup, compiled, state, global_batch, {'lower_s': lower_s, 'compile_s': time.perf_counter() - start}
+    return setup, compiled, first, global_batch, {'lower_s': lower_s, 'compile_s': time.perf_counter() - start}
 
 
 def xla_costs(compiled) -> dict[str, float]:
@@ -225,17 +235,29 @@ def _largest_first(seconds: dict[str, float]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
 
 
-def torch_step(name: str, kwargs: dict, batch: dict[str, np.ndarray], threads: int, lr: float, momentum: float):
-    """A closure running one PyTorch eager train step of the timm model `name(**kwargs)` (BCE loss, SGD), as the
-    classifier does."""
+def torch_step(
+    mode: str, name: str, kwargs: dict, batch: dict[str, np.ndarray], threads: int, lr: float, momentum: float
+):
+    """A closure running, on the timm model `name(**kwargs)`, one PyTorch eager train step (`mode='step'`: BCE loss,
+    SGD, as the classifier does) or one eval-mode forward under `torch.inference_mode()` (`'predict'`; compiled with
+    `torch.compile` for `'predict_compiled'`, which compiles on its first, warm-up, call)."""
     import timm
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, num_classes=1, **kwargs).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    model = timm.create_model(name, pretrained=False, num_classes=1, **kwargs)
     images = torch.from_numpy(np.ascontiguousarray(batch['image'].transpose(0, 3, 1, 2)))
+    if mode != 'step':
+        forward = torch.compile(model.eval()) if mode == 'predict_compiled' else model.eval()
+
+        def predict():
+            with torch.inference_mode():
+                return float(forward(images)[0, 0])
+
+        return predict
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     labels = torch.from_numpy(batch['label'].astype(np.float32))
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -304,6 +326,8 @@ class TorchProcess:
 
 
 def bench_step(args) -> dict[str, Any]:
+    """`fdx bench step` and `fdx bench predict` (`args.command`): the compiled program timed, alternating with the
+    PyTorch one with `--vs-torch`."""
     import jax
 
     from fdx import config as config_lib
@@ -322,8 +346,9 @@ def bench_step(args) -> dict[str, Any]:
     size = set_input_size(config, args.size)
     batch = example_batch(config, batch_size)
     images = int(np.prod(batch['image'].shape[:-3])) if 'image' in batch else batch_size
+    predict = args.command == 'predict'
     result = {
-        'command': 'step',
+        'command': args.command,
         'arch': args.arch,
         'batch': batch_size,
         'size': size,
@@ -332,16 +357,19 @@ def bench_step(args) -> dict[str, Any]:
         'conv': args.conv,
         'machine': machine(),
     }
-    setup, compiled, state, global_batch, compile_times = compiled_step(config, batch)
+    setup, compiled, first, global_batch, compile_times = compiled_step(config, batch, predict)
     result.update(compile_times)
     result['xla'] = xla_costs(compiled)
 
     with jax.set_mesh(setup.mesh):
-        holder = {'state': state}
+        holder = {'state': first}
 
         def fdx_step():
-            holder['state'], metrics = compiled(holder['state'], global_batch)
-            jax.block_until_ready((holder['state'], metrics))
+            if predict:
+                jax.block_until_ready(compiled(first, global_batch))
+            else:  # the state is donated: each step runs on the previous one's
+                holder['state'], metrics = compiled(holder['state'], global_batch)
+                jax.block_until_ready((holder['state'], metrics))
 
         def fdx_timed():
             cpu = time.process_time()
@@ -353,7 +381,9 @@ def bench_step(args) -> dict[str, Any]:
                 raise ValueError(f'--vs-torch needs --arch in {", ".join(ARCHS)}, got {args.arch!r}')
             _, _, timm_name, timm_kwargs = ARCHS[args.arch]
             optim = float(config.optim.lr), float(config.optim.momentum)
-            torch_process = TorchProcess(timm_name, timm_kwargs, batch, threads, *optim)
+            mode = ('predict_compiled' if args.torch_compile else 'predict') if predict else 'step'
+            result['torch_mode'] = mode
+            torch_process = TorchProcess(mode, timm_name, timm_kwargs, batch, threads, *optim)
             runs['torch'] = torch_process.step
         seconds, cpu_seconds = {name: [] for name in runs}, {name: [] for name in runs}
         for name, fn in runs.items():
@@ -378,6 +408,9 @@ def bench_step(args) -> dict[str, Any]:
             'cpu_median_s': statistics.median(cpu_seconds[name]),
         }
     result['fdx']['flops_per_s'] = result['xla']['flops'] / result['fdx']['median_s']
+    if args.peak:
+        result['peak'] = matmul_peak(2048, config.model.get('dtype', 'float32'), warmup=2, repeats=5)
+        result['fdx']['fraction_of_peak'] = result['fdx']['flops_per_s'] / result['peak']['peak_flops_per_s']
     if args.vs_torch:
         result['speedup_vs_torch'] = result['fdx']['images_per_s'] / result['torch']['images_per_s']
     return result
@@ -395,15 +428,19 @@ def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     for name in ('fdx', 'torch'):
         if name in result:
             r = result[name]
+            label = result.get('torch_mode', 'step') if name == 'torch' else result['command']
             rows.append(
                 (
-                    f'{name} step',
+                    f'{name} {label}',
                     f'{r["median_s"] * 1e3:.1f} ms median (min {r["min_s"] * 1e3:.1f}, max {r["max_s"] * 1e3:.1f}, '
                     f'IQR {r["iqr_s"] * 1e3:.1f}; {r["runs"]} runs), {r["images_per_s"]:.1f} images/s, '
                     f'CPU {r["cpu_median_s"] * 1e3:.0f} ms',
                 )
             )
     rows.append(('fdx GFLOP/s', f'{result["fdx"]["flops_per_s"] / 1e9:.1f}'))
+    if 'peak' in result:
+        peak = result['peak']['peak_flops_per_s']
+        rows.append(('of matmul peak', f'{result["fdx"]["fraction_of_peak"]:.1%} (peak {peak / 1e9:.1f} GFLOP/s)'))
     if 'speedup_vs_torch' in result:
         rows.append(('fdx / torch', f'{result["speedup_vs_torch"]:.2f}x images/s'))
     if 'profile' in result:
@@ -417,31 +454,32 @@ def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
 # --- peak ---------------------------------------------------------------------------------------------------------
 
 
-def bench_peak(args) -> dict[str, Any]:
-    """Best FLOP/s of an n×n by n×n matmul (jitted), over `repeats` runs."""
+def matmul_peak(n: int, dtype: str, warmup: int, repeats: int) -> dict[str, Any]:
+    """Best and median FLOP/s of an n×n by n×n matmul (jitted), over `repeats` runs."""
     import jax
     import jax.numpy as jnp
 
-    threads = pin_threads(args.threads)
-    dtype = jnp.dtype(DTYPES[args.dtype])
-    n = args.n
+    dtype = jnp.dtype(dtype)
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     b = jax.random.normal(jax.random.key(1), (n, n), dtype)
     matmul = jax.jit(jnp.dot).lower(a, b).compile()
-    for _ in range(args.warmup):
+    for _ in range(warmup):
         matmul(a, b).block_until_ready()
-    seconds = [timed(lambda: matmul(a, b).block_until_ready()) for _ in range(args.repeats)]
+    seconds = [timed(lambda: matmul(a, b).block_until_ready()) for _ in range(repeats)]
     flops = 2.0 * n**3
     return {
-        'command': 'peak',
         'n': n,
         'dtype': str(dtype),
-        'threads': threads,
-        'machine': machine(),
         **spread(seconds),
         'peak_flops_per_s': flops / min(seconds),
         'median_flops_per_s': flops / statistics.median(seconds),
     }
+
+
+def bench_peak(args) -> dict[str, Any]:
+    threads = pin_threads(args.threads)
+    peak = matmul_peak(args.n, DTYPES[args.dtype], args.warmup, args.repeats)
+    return {'command': 'peak', 'threads': threads, 'machine': machine(), **peak}
 
 
 def peak_table(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -615,6 +653,7 @@ def detect_table(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 TABLES = {
     'step': step_table,
+    'predict': step_table,
     'peak': peak_table,
     'input': input_table,
     'prepare': prepare_table,
@@ -636,18 +675,22 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument('--json', help='also write the figures to this JSON file')
         return sub
 
-    step = add('step', 'time the compiled train step (and the PyTorch one with --vs-torch)')
-    step.add_argument('--arch', required=True, help=f'{", ".join(ARCHS)}, or an experiment config FILE.py[:ARG]')
-    step.add_argument('--batch', type=int, help='global batch (default: 8, or the config’s)')
-    step.add_argument('--size', type=int, help='image side (default: 224, or the config’s data.size)')
-    step.add_argument('--dtype', choices=DTYPES, help='computation dtype (default f32, or the config’s)')
-    step.add_argument('--vs-torch', action='store_true', help='also time the timm model and SGD step, alternating')
-    step.add_argument('--threads', type=int, help='cores to pin and threads for both frameworks (default: all)')
-    step.add_argument('--conv', choices=('auto', 'matmul', 'lax'), default='auto', help='fdx.models.layers.CONV_IMPL')
-    step.add_argument('--warmup', type=int, default=2)
-    step.add_argument('--repeats', type=int, default=10)
-    step.add_argument('--pause', type=float, default=0.5, help='seconds of idle before each timed run')
-    step.add_argument('--profile', metavar='DIR', help='then trace 3 steps with jax.profiler into DIR; time per op')
+    for name, what in (('step', 'the compiled train step'), ('predict', "the compiled eval-mode forward (`predict`)")):
+        step = add(name, f'time {what} (and the PyTorch one with --vs-torch)')
+        step.add_argument('--arch', required=True, help=f'{", ".join(ARCHS)}, or an experiment config FILE.py[:ARG]')
+        step.add_argument('--batch', type=int, help='global batch (default: 8, or the config’s)')
+        step.add_argument('--size', type=int, help='image side (default: 224, or the config’s data.size)')
+        step.add_argument('--dtype', choices=DTYPES, help='computation dtype (default f32, or the config’s)')
+        step.add_argument('--vs-torch', action='store_true', help=f'also time the timm model’s {name}, alternating')
+        step.add_argument('--threads', type=int, help='cores to pin and threads for both frameworks (default: all)')
+        step.add_argument('--conv', choices=('auto', 'matmul', 'lax'), default='auto', help='layers.CONV_IMPL')
+        step.add_argument('--warmup', type=int, default=2)
+        step.add_argument('--repeats', type=int, default=10)
+        step.add_argument('--pause', type=float, default=0.5, help='seconds of idle before each timed run')
+        step.add_argument('--profile', metavar='DIR', help='then trace 3 runs with jax.profiler into DIR; time per op')
+        step.add_argument('--peak', action='store_true', help='also measure matmul FLOP/s: the fraction of peak')
+        if name == 'predict':
+            step.add_argument('--torch-compile', action='store_true', help='--vs-torch with torch.compile (inductor)')
 
     peak = add('peak', 'matmul FLOP/s of this machine')
     peak.add_argument('--n', type=int, default=2048, help='matrix side')
@@ -686,14 +729,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`fdx bench {step,input,prepare,detect,peak} [options]`."""
+    """`fdx bench {step,predict,input,prepare,detect,peak} [options]`."""
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != 'prepare':
         parser().error(f'unrecognized arguments: {" ".join(extra)}')
     from fdx import sharding
 
     print(f'fdx bench {args.command} on {sharding.describe_devices()}', flush=True)  # stdout, with the table
-    if args.command == 'step':
+    if args.command in ('step', 'predict'):
         if args.arch in ARCHS:
             args.batch, args.size, args.dtype = args.batch or 8, args.size or 224, args.dtype or 'f32'
         result = bench_step(args)

@@ -39,25 +39,30 @@ def test_step_of_a_method_config_and_profile(capsys, tmp_path):
     assert sum(profile['kinds'].values()) == pytest.approx(profile['op_seconds_per_step'])
 
 
-def test_step_vs_torch(capsys, tmp_path, monkeypatch):
-    """A narrow one-bottleneck-per-stage ResNet against timm's, with the same layers."""
+@pytest.mark.parametrize('command', ['step', 'predict'])
+def test_vs_torch(command, capsys, tmp_path, monkeypatch):
+    """A narrow one-bottleneck-per-stage ResNet against timm's, with the same layers: the train step, or the
+    eval-mode forward (torch under inference_mode) with the fraction of matmul peak."""
     timm_kwargs = {'layers': (1, 1, 1, 1), 'channels': (16, 32, 64, 128), 'stem_width': 16}
     tiny = ('resnet', {'stage_sizes': (1, 1, 1, 1), 'width': 16}, 'resnet50', timm_kwargs)
     monkeypatch.setitem(bench.ARCHS, 'tiny_resnet', tiny)
     result, table = run(
-        capsys, tmp_path, 'step', '--arch', 'tiny_resnet', '--batch', '2', '--size', '32', '--warmup', '1',
-        '--repeats', '2', '--vs-torch',
+        capsys, tmp_path, command, '--arch', 'tiny_resnet', '--batch', '2', '--size', '32', '--warmup', '1',
+        '--repeats', '2', '--vs-torch', *(['--peak'] if command == 'predict' else []),
     )  # fmt: skip
-    assert result['torch']['runs'] == result['fdx']['runs'] == 2
+    assert result['torch']['runs'] == result['fdx']['runs'] == 2 and result['torch_mode'] == command
     ratio = result['fdx']['images_per_s'] / result['torch']['images_per_s']
     assert result['speedup_vs_torch'] == pytest.approx(ratio)
-    assert 'fdx / torch' in table and 'torch step' in table
+    assert 'fdx / torch' in table and f'torch {command}' in table and f'fdx {command}' in table
+    if command == 'predict':
+        fraction = result['fdx']['flops_per_s'] / result['peak']['peak_flops_per_s']
+        assert result['fdx']['fraction_of_peak'] == pytest.approx(fraction) and 'of matmul peak' in table
 
 
 def test_torch_process_reports_a_step_it_cannot_build():
     batch = {'image': np.zeros((1, 8, 8, 3), np.float32), 'label': np.zeros(1, np.int32)}
     with pytest.raises(RuntimeError, match='PyTorch step could not be built: .*no_such_model'):
-        bench.TorchProcess('no_such_model', {}, batch, 1, 0.01, 0.9)
+        bench.TorchProcess('step', 'no_such_model', {}, batch, 1, 0.01, 0.9)
 
 
 def test_peak(capsys, tmp_path):
