@@ -4,7 +4,8 @@ input pipeline, preprocessing and detection.
     fdx bench step --arch resnet50 --batch 8 --size 224 --vs-torch     # vs the timm model + torch.optim.SGD step
     fdx bench step --arch experiments/dma_sta_dfdm.py:mini             # a method's real train step, synthetic batches
     fdx bench predict --arch xception --batch 32 --vs-torch --peak     # vs timm under torch.inference_mode()
-    fdx bench predict --arch resnet50 --batch 1 --vs-torch --torch-compile   # vs torch.compile of the timm model
+    fdx bench predict --arch resnet50 --batch 1 --vs-torch eager,compile     # vs eager and torch.compile, alternating
+    fdx bench step --arch resnet50 --batch 128 --dtype bf16 --vs-torch amp,amp+channels_last+compile   # on a GPU
     fdx bench input --dir DATA --name dfdm --view clip --workers 2     # grain pipeline from prepared records
     fdx bench input --dir DATA --config experiments/aunet_ffpp.py      # a config's train view (self-blended fakes)
     fdx bench prepare dfdm --src RAW --frames 8                        # `fdx prepare`, frames/s
@@ -16,11 +17,13 @@ Every sub-command prints a table and, with `--json PATH`, writes its figures. Th
 predict the method's eval-mode `predict(variables, batch)` (what `fdx eval` and `fdx detect` run), jitted; both are
 timed after compilation, `--peak` sets them against this machine's matmul FLOP/s; XLA's FLOP count and memory estimate come from the compiled executable. `--threads N` pins the
 process to N cores and gives JAX (XLA's intra-op pool) and PyTorch (`torch.set_num_threads`) the same N threads.
-`--vs-torch` runs the PyTorch step in a child process on the same cores, with the same allocator (`fdx.allocator`),
+`--vs-torch [SETUP,...]` runs the PyTorch step in a child process per setup (eager; `amp` bf16 autocast,
+`channels_last`, `compile`) on the same cores (or the same GPU), with the same allocator (`fdx.allocator`),
 alternating with the fdx step.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -164,7 +167,8 @@ def set_input_size(config, size: int | None) -> int:
 
 def compiled_step(config, batch: dict[str, np.ndarray], predict: bool = False):
     """The trainer's jitted step (or with `predict` the method's jitted eval-mode `predict`), its compiled
-    executable, its first argument (the initial train state, or its variables) and the global batch."""
+    executable, its first argument (the initial train state, or its variables), the global batch, and the compile
+    times with the traced convolution and matmul FLOPs (`traced_flops`)."""
     import jax
 
     from fdx import sharding, state
@@ -178,10 +182,12 @@ def compiled_step(config, batch: dict[str, np.ndarray], predict: bool = False):
     else:
         fn = setup.compiled_train_step()
     start = time.perf_counter()
-    lowered = fn.lower(first, global_batch)
+    traced = fn.trace(first, global_batch)
+    lowered = traced.lower()
     lower_s = time.perf_counter() - start
     compiled = lowered.compile()
-    return setup, compiled, first, global_batch, {'lower_s': lower_s, 'compile_s': time.perf_counter() - start}
+    times = {'lower_s': lower_s, 'compile_s': time.perf_counter() - start}
+    return setup, compiled, first, global_batch, {**times, 'flops': traced_flops(traced.jaxpr)}
 
 
 def xla_costs(compiled) -> dict[str, float]:
@@ -196,6 +202,46 @@ def xla_costs(compiled) -> dict[str, float]:
         # arguments are donated, so outputs reuse them; peak ≈ arguments + temporaries (+ code)
         out['peak_bytes'] = out['argument_bytes'] + out['temp_bytes'] + out['generated_code_bytes']
     return out
+
+
+def traced_flops(jaxpr) -> float:
+    """FLOPs of the convolutions and matmuls in a (closed) jaxpr, sub-jaxprs included (a scan's body times its
+    length, a cond's costliest branch): 2 per multiply-add, taps on padding included (the libraries compute them;
+    XLA's CPU count leaves them out). Unlike XLA's cost analysis, which on GPU leaves out the
+    cuDNN/cuBLAS library calls that do nearly all of the work, this counts the same on every backend. Values that
+    no output needs (as XLA would drop them, e.g. the image's gradient) are dropped first."""
+    from jax._src.interpreters import partial_eval  # dce_jaxpr: jax's own dead-code elimination (no public API)
+    from jax.extend import core
+
+    jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
+    jaxpr, _ = partial_eval.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == 'conv_general_dilated':
+            rhs = eqn.invars[1].aval.shape
+            out_features = rhs[eqn.params['dimension_numbers'].rhs_spec[0]]
+            # each output element sums over the kernel's window and its input features; of an input dilated by d
+            # (a strided convolution's input gradient) only 1 in prod(d) taps meets a value that is not a zero
+            taps = np.prod(rhs) / out_features / np.prod(eqn.params['lhs_dilation'])
+            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * taps
+        elif name == 'dot_general':
+            (contracting, _), _ = eqn.params['dimension_numbers']
+            lhs = eqn.invars[0].aval.shape
+            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contracting])
+        subs = [
+            [value] if isinstance(value, (core.Jaxpr, core.ClosedJaxpr)) else value
+            for value in eqn.params.values()
+            if isinstance(value, (core.Jaxpr, core.ClosedJaxpr))
+            or (isinstance(value, (tuple, list)) and value and isinstance(value[0], (core.Jaxpr, core.ClosedJaxpr)))
+        ]
+        for group in subs:
+            costs = [traced_flops(sub) for sub in group]
+            if name == 'cond':
+                total += max(costs)
+            else:
+                total += sum(costs) * (eqn.params['length'] if name == 'scan' else 1)
+    return float(total)
 
 
 def profile_step(run: Callable[[], Any], directory: str, steps: int = 3) -> dict[str, Any]:
@@ -235,35 +281,72 @@ def _largest_first(seconds: dict[str, float]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
 
 
+@dataclasses.dataclass(frozen=True)
+class TorchSetup:
+    """How the PyTorch side runs (`--vs-torch SPEC,...`; a spec is `eager` or options joined by '+'): `amp` (bf16
+    autocast), `channels_last` (model and input in NHWC memory format) and `compile` (`torch.compile`, inductor,
+    compiled in the warm-up runs)."""
+
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> 'TorchSetup':
+        options = set() if spec == 'eager' else set(spec.split('+'))
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not options <= fields:
+            raise ValueError(f"--vs-torch: unknown setup {spec!r}: 'eager' or any of {sorted(fields)} joined by '+'")
+        return cls(**{name: True for name in options})
+
+    @property
+    def label(self) -> str:
+        return '+'.join(f.name for f in dataclasses.fields(self) if getattr(self, f.name)) or 'eager'
+
+
 def torch_step(
-    mode: str, name: str, kwargs: dict, batch: dict[str, np.ndarray], threads: int, lr: float, momentum: float
+    mode: str,
+    setup: TorchSetup,
+    name: str,
+    kwargs: dict,
+    batch: dict[str, np.ndarray],
+    threads: int,
+    lr: float,
+    momentum: float,
+    device: str = 'cpu',
 ):
-    """A closure running, on the timm model `name(**kwargs)`, one PyTorch eager train step (`mode='step'`: BCE loss,
-    SGD, as the classifier does) or one eval-mode forward under `torch.inference_mode()` (`'predict'`; compiled with
-    `torch.compile` for `'predict_compiled'`, which compiles on its first, warm-up, call)."""
+    """A closure running, on the timm model `name(**kwargs)` on `device` ('cpu' or 'cuda'), one PyTorch train step
+    (`mode='step'`: BCE loss, SGD, as the classifier does) or one eval-mode forward under `torch.inference_mode()`
+    (`'predict'`), as `setup` says. Each call waits for its result (`.item()`), so a call's time is the work's."""
     import timm
     import torch
 
     torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, num_classes=1, **kwargs)
+    memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
+    model = timm.create_model(name, pretrained=False, num_classes=1, **kwargs).to(device, memory_format=memory_format)
     images = torch.from_numpy(np.ascontiguousarray(batch['image'].transpose(0, 3, 1, 2)))
-    if mode != 'step':
-        forward = torch.compile(model.eval()) if mode == 'predict_compiled' else model.eval()
+    images = images.to(device).contiguous(memory_format=memory_format)
+    forward = torch.compile(model) if setup.compile else model
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=setup.amp)
+    if mode == 'predict':
+        model.eval()
 
         def predict():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 return float(forward(images)[0, 0])
 
         return predict
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    labels = torch.from_numpy(batch['label'].astype(np.float32))
+    labels = torch.from_numpy(batch['label'].astype(np.float32)).to(device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images)[:, 0], labels)
+        with autocast:
+            loss = loss_fn(forward(images)[:, 0].float(), labels)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -376,44 +459,66 @@ def bench_step(args) -> dict[str, Any]:
             return timed(fdx_step), time.process_time() - cpu
 
         runs = {'fdx': fdx_timed}
+        torch_processes = {}
         if args.vs_torch:
             if args.arch not in ARCHS:
                 raise ValueError(f'--vs-torch needs --arch in {", ".join(ARCHS)}, got {args.arch!r}')
             _, _, timm_name, timm_kwargs = ARCHS[args.arch]
             optim = float(config.optim.lr), float(config.optim.momentum)
-            mode = ('predict_compiled' if args.torch_compile else 'predict') if predict else 'step'
-            result['torch_mode'] = mode
-            torch_process = TorchProcess(mode, timm_name, timm_kwargs, batch, threads, *optim)
-            runs['torch'] = torch_process.step
+            device = torch_device()
+            result['torch_device'] = device
+            for torch_setup in args.vs_torch:
+                process = TorchProcess(
+                    args.command, torch_setup, timm_name, timm_kwargs, batch, threads, *optim, device
+                )
+                torch_processes[torch_setup.label] = process
+                runs[f'torch {torch_setup.label}'] = process.step
         seconds, cpu_seconds = {name: [] for name in runs}, {name: [] for name in runs}
         for name, fn in runs.items():
             for _ in range(args.warmup):
                 fn()
-        for _ in range(args.repeats):  # alternating, so drifts of the machine hit both alike
+        for _ in range(args.repeats):  # alternating, so drifts of the machine hit all alike
             for name, fn in runs.items():
                 time.sleep(args.pause)  # the other runtime's spinning worker threads go idle
                 wall, cpu = fn()
                 seconds[name].append(wall)
                 cpu_seconds[name].append(cpu)
-        if args.vs_torch:
-            torch_process.close()
+        for process in torch_processes.values():
+            process.close()
         if args.profile:
             result['profile'] = profile_step(fdx_step, args.profile)
-    for name, times in seconds.items():
-        result[name] = {
+    figures = {
+        name: {
             **spread(times),
             'images_per_s': images / statistics.median(times),
             'times_s': times,
             # CPU time of the process (all threads): robust to other processes on the machine, not to spinning
             'cpu_median_s': statistics.median(cpu_seconds[name]),
         }
-    result['fdx']['flops_per_s'] = result['xla']['flops'] / result['fdx']['median_s']
+        for name, times in seconds.items()
+    }
+    result['fdx'] = figures.pop('fdx')
+    result['fdx']['flops_per_s'] = result['flops'] / result['fdx']['median_s']
     if args.peak:
-        result['peak'] = matmul_peak(2048, config.model.get('dtype', 'float32'), warmup=2, repeats=5)
+        n = 2048 if jax.default_backend() == 'cpu' else 8192
+        result['peak'] = matmul_peak(n, config.model.get('dtype', 'float32'), warmup=2, repeats=5)
         result['fdx']['fraction_of_peak'] = result['fdx']['flops_per_s'] / result['peak']['peak_flops_per_s']
     if args.vs_torch:
-        result['speedup_vs_torch'] = result['fdx']['images_per_s'] / result['torch']['images_per_s']
+        result['torch'] = {name.removeprefix('torch '): r for name, r in figures.items()}
+        result['speedup_vs_torch'] = {
+            label: result['fdx']['images_per_s'] / r['images_per_s'] for label, r in result['torch'].items()
+        }
     return result
+
+
+def torch_device() -> str:
+    """PyTorch's device for JAX's backend: the same GPU ('cuda'), or the CPU."""
+    import jax
+
+    backend = jax.default_backend()
+    if backend not in ('cpu', 'gpu'):
+        raise ValueError(f'--vs-torch: PyTorch has no {backend} backend here; run it on a CPU or GPU host')
+    return 'cuda' if backend == 'gpu' else 'cpu'
 
 
 def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -422,27 +527,29 @@ def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
         ('arch', f'{result["arch"]}, batch {result["batch"]}, {result["size"]}px, {result["dtype"]}'),
         ('threads', str(result['threads'])),
         ('compile', f'{result["compile_s"]:.1f} s (lowering {result["lower_s"]:.1f} s)'),
-        ('XLA flops / step', f'{xla["flops"] / 1e9:.1f} GFLOP'),
+        (
+            'flops / step',
+            f'{result["flops"] / 1e9:.1f} GFLOP in convolutions and matmuls (XLA counts {xla["flops"] / 1e9:.1f})',
+        ),
         ('XLA peak memory', f'{xla.get("peak_bytes", float("nan")) / 2**20:.0f} MiB'),
     ]
-    for name in ('fdx', 'torch'):
-        if name in result:
-            r = result[name]
-            label = result.get('torch_mode', 'step') if name == 'torch' else result['command']
-            rows.append(
-                (
-                    f'{name} {label}',
-                    f'{r["median_s"] * 1e3:.1f} ms median (min {r["min_s"] * 1e3:.1f}, max {r["max_s"] * 1e3:.1f}, '
-                    f'IQR {r["iqr_s"] * 1e3:.1f}; {r["runs"]} runs), {r["images_per_s"]:.1f} images/s, '
-                    f'CPU {r["cpu_median_s"] * 1e3:.0f} ms',
-                )
+    runs = [(f'fdx {result["command"]}', result['fdx'])]
+    runs += [(f'torch {result["command"]} ({label})', r) for label, r in result.get('torch', {}).items()]
+    for name, r in runs:
+        rows.append(
+            (
+                name,
+                f'{r["median_s"] * 1e3:.1f} ms median (min {r["min_s"] * 1e3:.1f}, max {r["max_s"] * 1e3:.1f}, '
+                f'IQR {r["iqr_s"] * 1e3:.1f}; {r["runs"]} runs), {r["images_per_s"]:.1f} images/s, '
+                f'CPU {r["cpu_median_s"] * 1e3:.0f} ms',
             )
+        )
     rows.append(('fdx GFLOP/s', f'{result["fdx"]["flops_per_s"] / 1e9:.1f}'))
     if 'peak' in result:
         peak = result['peak']['peak_flops_per_s']
         rows.append(('of matmul peak', f'{result["fdx"]["fraction_of_peak"]:.1%} (peak {peak / 1e9:.1f} GFLOP/s)'))
-    if 'speedup_vs_torch' in result:
-        rows.append(('fdx / torch', f'{result["speedup_vs_torch"]:.2f}x images/s'))
+    for label, speedup in result.get('speedup_vs_torch', {}).items():
+        rows.append((f'fdx / torch ({label})', f'{speedup:.2f}x images/s'))
     if 'profile' in result:
         profile = result['profile']
         rows.append(('profile', f'{profile["op_seconds_per_step"] * 1e3:.0f} ms of XLA ops per step, over threads'))
@@ -649,6 +756,36 @@ def detect_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+# --- summary ------------------------------------------------------------------------------------------------------
+
+
+def bench_summary(args) -> dict[str, Any]:
+    """One markdown table of `fdx bench step|predict --json` files: a row per PyTorch setup (or one without), and a
+    row naming the log of each run that failed (a JSON file `{"failed": NAME, "log": PATH}` that the caller wrote)."""
+    rows = []
+    for path in args.files:
+        result = json.loads(Path(path).read_text())
+        if 'failed' in result:
+            log = Path(result['log'])
+            lines = log.read_text(errors='replace').strip().splitlines() if log.is_file() else []
+            rows.append([result['failed'], 'failed', lines[-1] if lines else f'no log at {log}', '', '', '', ''])
+            continue
+        what = f'{result["command"]} {Path(result["arch"]).name} @{result["size"]}, batch {result["batch"]}'
+        fdx = f'{result["dtype"]}: {result["fdx"]["images_per_s"]:.1f}'
+        flops = f'{result["fdx"]["flops_per_s"] / 1e9:.1f}' if 'flops' in result else '—'  # older files: XLA's
+        if 'flops' in result and 'fraction_of_peak' in result['fdx']:
+            flops += f' ({result["fdx"]["fraction_of_peak"]:.0%} of peak)'
+        torch = result.get('torch') or {'': None}
+        for label, r in torch.items():
+            figures = (
+                ['', ''] if r is None else [f'{r["images_per_s"]:.1f}', f'{result["speedup_vs_torch"][label]:.2f}×']
+            )
+            rows.append([what, result['machine']['devices'][0], fdx, flops, label or '—', *figures])
+    header = ['run', 'device', 'fdx images/s', 'fdx GFLOP/s', 'PyTorch setup', 'PyTorch images/s', 'fdx / PyTorch']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return {'command': 'summary', 'markdown': '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])}
+
+
 # --- command line -------------------------------------------------------------------------------------------------
 
 TABLES = {
@@ -681,7 +818,15 @@ def parser() -> argparse.ArgumentParser:
         step.add_argument('--batch', type=int, help='global batch (default: 8, or the config’s)')
         step.add_argument('--size', type=int, help='image side (default: 224, or the config’s data.size)')
         step.add_argument('--dtype', choices=DTYPES, help='computation dtype (default f32, or the config’s)')
-        step.add_argument('--vs-torch', action='store_true', help=f'also time the timm model’s {name}, alternating')
+        step.add_argument(
+            '--vs-torch',
+            nargs='?',
+            const=[TorchSetup()],
+            type=lambda specs: [TorchSetup.parse(spec) for spec in specs.split(',')],
+            metavar='SETUP,...',
+            help=f'also time the timm model’s {name}, alternating; each SETUP is eager (the default) or any of amp, '
+            'channels_last, compile joined by + (e.g. amp+channels_last+compile)',
+        )
         step.add_argument('--threads', type=int, help='cores to pin and threads for both frameworks (default: all)')
         step.add_argument('--conv', choices=('auto', 'matmul', 'lax'), default='auto', help='layers.CONV_IMPL')
         step.add_argument('--warmup', type=int, default=2)
@@ -689,8 +834,6 @@ def parser() -> argparse.ArgumentParser:
         step.add_argument('--pause', type=float, default=0.5, help='seconds of idle before each timed run')
         step.add_argument('--profile', metavar='DIR', help='then trace 3 runs with jax.profiler into DIR; time per op')
         step.add_argument('--peak', action='store_true', help='also measure matmul FLOP/s: the fraction of peak')
-        if name == 'predict':
-            step.add_argument('--torch-compile', action='store_true', help='--vs-torch with torch.compile (inductor)')
 
     peak = add('peak', 'matmul FLOP/s of this machine')
     peak.add_argument('--n', type=int, default=2048, help='matrix side')
@@ -721,6 +864,9 @@ def parser() -> argparse.ArgumentParser:
     det.add_argument('--step', help="a checkpoint step, 'best' or 'latest' (default: best if selected, else latest)")
     det.add_argument('--repeats', type=int, default=1, help='times each video is scored (timed)')
 
+    summary = add('summary', 'one markdown table of `fdx bench step|predict --json` files (launch/device_check.sh)')
+    summary.add_argument('files', nargs='+', metavar='JSON')
+
     prep = add('prepare', '`fdx prepare` frames/s; unknown options go to `fdx prepare`')
     prep.add_argument('dataset', help='ffpp | celebdf | dfdm')
     prep.add_argument('--src', required=True)
@@ -735,7 +881,10 @@ def main(argv: Sequence[str]) -> int:
         parser().error(f'unrecognized arguments: {" ".join(extra)}')
     from fdx import sharding
 
-    print(f'fdx bench {args.command} on {sharding.describe_devices()}', flush=True)  # stdout, with the table
+    if getattr(args, 'vs_torch', None):  # JAX takes GPU memory as it needs it, and the PyTorch children find theirs
+        os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+    if args.command != 'summary':  # stdout, with the table
+        print(f'fdx bench {args.command} on {sharding.describe_devices()}', flush=True)
     if args.command in ('step', 'predict'):
         if args.arch in ARCHS:
             args.batch, args.size, args.dtype = args.batch or 8, args.size or 224, args.dtype or 'f32'
@@ -746,9 +895,11 @@ def main(argv: Sequence[str]) -> int:
         result = bench_input(args)
     elif args.command == 'detect':
         result = bench_detect(args)
+    elif args.command == 'summary':
+        result = bench_summary(args)
     else:
         result = bench_prepare(args, extra)
-    print(format_table(TABLES[args.command](result)))
+    print(result['markdown'] if args.command == 'summary' else format_table(TABLES[args.command](result)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=float) + '\n')
     return 0
