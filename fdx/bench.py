@@ -764,7 +764,7 @@ def bench_summary(args) -> dict[str, Any]:
     row naming the log of each run that failed (a JSON file `{"failed": NAME, "log": PATH}` that the caller wrote)."""
     rows = []
     for path in args.files:
-        result = json.loads(Path(path).read_text())
+        result = summary_input(Path(path))
         if 'failed' in result:
             log = Path(result['log'])
             lines = log.read_text(errors='replace').strip().splitlines() if log.is_file() else []
@@ -772,9 +772,11 @@ def bench_summary(args) -> dict[str, Any]:
             continue
         what = f'{result["command"]} {Path(result["arch"]).name} @{result["size"]}, batch {result["batch"]}'
         fdx = f'{result["dtype"]}: {result["fdx"]["images_per_s"]:.1f}'
-        flops = f'{result["fdx"]["flops_per_s"] / 1e9:.1f}' if 'flops' in result else '—'  # older files: XLA's
-        if 'flops' in result and 'fraction_of_peak' in result['fdx']:
-            flops += f' ({result["fdx"]["fraction_of_peak"]:.0%} of peak)'
+        flops = '—'  # older files hold XLA's count only
+        if 'flops' in result:
+            flops = f'{result["fdx"]["flops_per_s"] / 1e9:.1f}'
+            if 'fraction_of_peak' in result['fdx']:
+                flops += f' ({result["fdx"]["fraction_of_peak"]:.0%} of peak)'
         torch = result.get('torch') or {'': None}
         for label, r in torch.items():
             figures = (
@@ -784,6 +786,27 @@ def bench_summary(args) -> dict[str, Any]:
     header = ['run', 'device', 'fdx images/s', 'fdx GFLOP/s', 'PyTorch setup', 'PyTorch images/s', 'fdx / PyTorch']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return {'command': 'summary', 'markdown': '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])}
+
+
+def summary_input(path: Path) -> dict[str, Any]:
+    """One `fdx bench step|predict --json` file (or a failure record), or a one-line error naming it."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f'{path}: not a readable JSON file ({error}); give `fdx bench step|predict --json` files')
+    wanted = ('log',) if 'failed' in result else ('command', 'arch', 'size', 'batch', 'dtype', 'fdx', 'machine')
+    missing = [key for key in wanted if key not in result]
+    if missing:
+        raise ValueError(f'{path}: no {", ".join(missing)}: not written by `fdx bench step|predict --json`')
+    return result
+
+
+def torch_setups(specs: str) -> list[TorchSetup]:
+    """`--vs-torch SETUP,...`, with TorchSetup.parse's message as argparse's error."""
+    try:
+        return [TorchSetup.parse(spec) for spec in specs.split(',')]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix('--vs-torch: ')) from None
 
 
 # --- command line -------------------------------------------------------------------------------------------------
@@ -822,7 +845,7 @@ def parser() -> argparse.ArgumentParser:
             '--vs-torch',
             nargs='?',
             const=[TorchSetup()],
-            type=lambda specs: [TorchSetup.parse(spec) for spec in specs.split(',')],
+            type=torch_setups,
             metavar='SETUP,...',
             help=f'also time the timm model’s {name}, alternating; each SETUP is eager (the default) or any of amp, '
             'channels_last, compile joined by + (e.g. amp+channels_last+compile)',

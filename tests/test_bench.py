@@ -185,3 +185,15 @@ def test_max_pool_matches_torch_with_ties():
     yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
     np.testing.assert_array_equal(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
     np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(g))[0]), xt.grad.numpy().transpose(0, 2, 3, 1))
+
+
+def test_bad_inputs_get_one_line_errors_naming_them(tmp_path, capsys):
+    other = tmp_path / 'other.json'
+    other.write_text('{"x": 1}')
+    with pytest.raises(ValueError, match='other.json: no command, arch, .*not written by `fdx bench step'):
+        bench.main(['summary', str(other)])
+    with pytest.raises(ValueError, match='missing.json: not a readable JSON file'):
+        bench.main(['summary', str(tmp_path / 'missing.json')])
+    with pytest.raises(SystemExit):
+        bench.main(['step', '--arch', 'resnet50', '--vs-torch', 'amp+fast'])
+    assert "--vs-torch: unknown setup 'amp+fast': 'eager' or any of" in capsys.readouterr().err
