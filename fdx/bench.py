@@ -25,6 +25,7 @@ alternating with the fdx step.
 import argparse
 import dataclasses
 import json
+import math
 import os
 import pickle
 import platform
@@ -651,6 +652,11 @@ def bench_input(args) -> dict[str, Any]:
         seconds = time.perf_counter() - start
     images = sum(int(np.prod(first[k].shape[:-3])) for k in IMAGE_KEYS if k in first)
     view = data.get(data.train_view) or {}
+    images_per_s = args.batches * images / seconds
+    cores = max(1, args.workers)  # the processes that run the view: the main one's thread, or the workers
+    feed = {}
+    if args.feed:
+        feed = {'feed_images_per_s': args.feed, 'cores_needed': math.ceil(args.feed / (images_per_s / cores))}
     return {
         'command': 'input',
         'view': data.train_view,
@@ -662,7 +668,10 @@ def bench_input(args) -> dict[str, Any]:
         'first_batch_s': first_s,
         'seconds': seconds,
         'examples_per_s': args.batches * batch / seconds,
-        'images_per_s': args.batches * images / seconds,
+        'images_per_s': images_per_s,
+        'cores': cores,
+        'images_per_s_per_core': images_per_s / cores,
+        **feed,
     }
 
 
@@ -672,6 +681,12 @@ def input_table(result: dict[str, Any]) -> list[tuple[str, str]]:
         ('workers', str(result['workers'])),
         ('first batch', f'{result["first_batch_s"]:.2f} s'),
         ('throughput', f'{result["images_per_s"]:.1f} images/s ({result["examples_per_s"]:.1f} examples/s)'),
+        ('per core', f'{result["images_per_s_per_core"]:.1f} images/s on {result["cores"]} core(s)'),
+        *(
+            [('to feed', f'{result["feed_images_per_s"]:g} images/s: {result["cores_needed"]} cores')]
+            if 'cores_needed' in result
+            else []
+        ),
     ]
 
 
@@ -875,6 +890,9 @@ def parser() -> argparse.ArgumentParser:
     inp.add_argument('--size', type=int, help='default: 224, or the config’s')
     inp.add_argument('--batches', type=int, default=20, help='batches timed after the first')
     inp.add_argument('--prefetch', type=int, default=2)
+    inp.add_argument(
+        '--feed', type=float, metavar='IMAGES_PER_S', help='a step rate to feed: prints the cores it needs at this rate'
+    )
     inp.add_argument('--quality', help='prepared quality (frame, clip, residual)')
     inp.add_argument('--hq', help='pair: high quality')
     inp.add_argument('--lq', help='pair: low quality')

@@ -169,7 +169,8 @@ def test_full_variant_takes_a_train_step_and_predicts():
     state, metrics = setup.compiled_train_step()(setup.initial_state(), batch)
     metrics = jax.device_get(metrics)
     assert all(np.isfinite(metrics[f'loss/{t}']) for t in VARIANT_TERMS['full'])
-    outputs = methods.build(config).predict(state.variables(), {'image': batch['image']})
+    predict = jax.jit(methods.build(config).predict)  # compiled: eagerly, op by op, it takes longer (24 s)
+    outputs = predict(state.variables(), {'image': batch['image']})
     assert outputs['score'].shape == (4,) and outputs['tamper_map'].shape == (4, 4, 4)
     assert outputs['au_attention'].shape == (4, 4, 4)
 

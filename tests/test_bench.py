@@ -131,10 +131,14 @@ def test_input_pipeline(capsys, tmp_path, celebdf):
     _, manifest = celebdf
     data_dir = str(Path(manifest['directory']).parents[2])
     argv = ['input', '--dir', data_dir, '--name', 'celebdf', '--quality', 'raw', '--size', '32', '--batch', '2']
-    result, table = run(capsys, tmp_path, *argv, '--workers', '0', '--batches', '3')
+    result, table = run(capsys, tmp_path, *argv, '--workers', '0', '--batches', '3', '--feed', '1e9')
     assert (result['workers'], result['batches']) == (0, 3)
     assert result['images_per_s'] == pytest.approx(result['examples_per_s']) and result['images_per_s'] > 0
-    assert 'images/s' in table
+    assert result['cores'] == 1 and result['images_per_s_per_core'] == result['images_per_s']
+    # the cores that feed 1e9 images/s at the measured rate per core: rounded up, enough, and not one too many
+    needed = result['cores_needed']
+    assert needed * result['images_per_s_per_core'] >= 1e9 > (needed - 1) * result['images_per_s_per_core']
+    assert f'1e+09 images/s: {needed} cores' in table
 
 
 def test_input_pipeline_of_a_config_view(capsys, tmp_path, synth):

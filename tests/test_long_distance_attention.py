@@ -247,7 +247,8 @@ def test_baseline_and_both_branches_take_a_gradient_step(variant):
     for name in (*components, 'conv1', 'head'):
         changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), before[name], after[name])
         assert any(jax.tree.leaves(changed)), name
-    outputs = methods.build(config).predict({'params': after, 'batch_stats': state.model_state['batch_stats']}, batch)
+    predict = jax.jit(methods.build(config).predict)  # compiled: eagerly, op by op, it takes longer
+    outputs = predict({'params': after, 'batch_stats': state.model_state['batch_stats']}, batch)
     assert set(outputs) == {'score', *components}  # the maps `fdx eval --save-maps` draws
     for name in components:
         assert outputs[name].shape == (2, 4, 4) and float(outputs[name].max()) == pytest.approx(1.0)
