@@ -125,6 +125,30 @@ def test_normalise_values():
         views.normalise(white, 'nope')
 
 
+@pytest.mark.parametrize('shape', [(299, 299, 3), (2, 5, 7, 3), (4, 3)])
+def test_normalise_lookup_table_is_bit_identical_to_the_arithmetic(shape):
+    """uint8 images take cv2.LUT; it must give exactly (rgb / 255 - mean) / std in float32, at any leading shape."""
+    rgb = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for name in views.NORMALISATION:
+        mean, std = (np.asarray(v, np.float32) for v in views.normalisation_stats(name))
+        expected = (rgb.astype(np.float32) * (1 / 255) - mean) / std
+        got = views.normalise(rgb, name)
+        assert got.dtype == np.float32 and got.shape == shape
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(views.normalise(rgb.astype(np.float32), name), expected)  # the arithmetic path
+
+
+def test_decode_image_gives_rgb():
+    """decode_image reads RGB directly (cv2.IMREAD_COLOR_RGB): the same pixels as decoding BGR and swapping."""
+    rgb = np.random.default_rng(1).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    rgb[:8, :8] = MARK
+    for ext in ('.png', '.jpg'):
+        _, data = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        swapped = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(decode_image(data.tobytes()), swapped)
+    assert (decode_image(cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes())[:8, :8] == MARK).all()
+
+
 def test_flip_permutation_matches_the_mirrored_layout():
     landmarks = _landmarks(224)
     mirrored = landmarks.copy()

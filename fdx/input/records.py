@@ -32,10 +32,10 @@ def image_key(quality: str) -> str:
 
 def decode_image(data: bytes) -> np.ndarray:
     """Encoded PNG/JPEG bytes → uint8 RGB [H, W, 3]; raises ValueError on undecodable bytes."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)  # libjpeg-turbo writes RGB directly
     if image is None:
         raise ValueError(f'undecodable image ({len(data)} bytes)')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def decode_mask(data: bytes, shape: tuple[int, int]) -> np.ndarray:

@@ -149,8 +149,8 @@ def token_labels(mask: np.ndarray, grid: int, threshold: float = 0.5) -> np.ndar
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, data = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    _, data = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)
 
 
 @register_view('self_blended')
