@@ -42,7 +42,7 @@ from fdx import config as config_lib
 from fdx import evaluate, metrics, storage, writers
 from fdx import input as input_lib
 from fdx.input import faces, prepare, records, video
-from fdx.input.views import SplitIndex
+from fdx.input.records import SplitIndex
 
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv', '.ts')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
@@ -135,7 +135,7 @@ class Detector:
         self.options = prepare.Options(**face_options)
         if all_faces:
             self.options = dataclasses.replace(self.options, faces='all')
-        self.face_detector = faces.DlibDetector(upsample=detector.get('upsample', 0))
+        self.face_detector = faces.DlibDetector(detector.get('upsample', 0), self.options.detect_size)
         self.transform = input_lib.build_transform(config.data, 'test')
         self.view = self.transform.view
         self.evaluator = evaluate.Evaluator(config, method, restored.mesh)

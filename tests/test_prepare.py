@@ -13,7 +13,7 @@ from compilation_cache import persistent_compilation_cache
 from fdx import cli
 from fdx.input import prepare as prepare_lib
 from fdx.input import records, tfds_builders
-from fdx.input.views import SplitIndex
+from fdx.input.records import SplitIndex
 
 FRAMES = 4  # sampled per video
 VIDEO = dict(frames=12, size=192)

@@ -1,7 +1,8 @@
 """Face detection, 68-point landmarks and face crops for `fdx prepare`.
 
-Detectors follow the `FaceDetector` protocol (`detect(rgb) -> list[Face]`); `DlibDetector` is dlib's HOG frontal
-detector with the 68-point shape predictor of face-recognition-models. Boxes and crop windows are (x0, y0, x1, y1)
+Detectors follow the `FaceDetector` protocol (`detect(rgb) -> list[Face]`; `fit(rgb, box) -> Face`, the landmarks of a
+given box); `DlibDetector` is dlib's HOG frontal detector with the 68-point shape predictor of face-recognition-models;
+`follow` carries a face into a later frame without a search. Boxes and crop windows are (x0, y0, x1, y1)
 with exclusive x1/y1 in frame pixels; landmarks are (x, y) pixel positions.
 """
 
@@ -30,6 +31,8 @@ class Face:
 class FaceDetector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Face]: ...
 
+    def fit(self, rgb: np.ndarray, box, score: float = float('nan')) -> Face: ...
+
 
 def _predictor_path() -> Path:
     spec = importlib.util.find_spec('face_recognition_models')
@@ -44,19 +47,23 @@ def _predictor_path() -> Path:
 class DlibDetector:
     """dlib HOG frontal face detector (upsampling the image `upsample` times) + the 68-point shape predictor.
 
-    The dlib objects are built on first use and left out of pickles, so a detector can be sent to worker processes.
+    detect_size > 0: frames whose longer side exceeds it are searched shrunk to that side (INTER_AREA), the boxes
+    mapped back and the landmarks fitted on the full frame; a frame without a face at that size is searched again at
+    full size, so shrinking never loses a face the full-size search finds first. HOG's window is 80 px, so faces
+    must keep about 80 px at the shrunk size. The dlib objects are built on first use and left out of pickles, so a
+    detector can be sent to worker processes.
     """
 
-    def __init__(self, upsample: int = 0):
+    def __init__(self, upsample: int = 0, detect_size: int = 0):
         self.upsample = upsample
+        self.detect_size = detect_size
         self._models = None
 
     def __getstate__(self) -> dict:
-        return {'upsample': self.upsample}
+        return {'upsample': self.upsample, 'detect_size': self.detect_size}
 
     def __setstate__(self, state: dict):
-        self.upsample = state['upsample']
-        self._models = None
+        self.__init__(**state)
 
     def load(self):
         """Builds the dlib detector and landmark predictor now (else on first use); returns them."""
@@ -68,18 +75,58 @@ class DlibDetector:
             self._models = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(_predictor_path()))
         return self._models
 
+    def boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """(box, score) of every frontal face in a uint8 RGB (or grayscale) frame, best first, at full size."""
+        detector, _ = self.load()
+        rects, scores, _ = detector.run(np.ascontiguousarray(rgb, dtype=np.uint8), self.upsample, 0.0)
+        return [
+            (np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32), float(s))
+            for r, s in zip(rects, scores)
+        ]
+
+    def fit(self, rgb: np.ndarray, box, score: float = float('nan')) -> Face:
+        """The 68 landmarks of the face in `box` (x0, y0, x1, y1, frame pixels): the shape predictor alone."""
+        import dlib
+
+        _, predictor = self.load()
+        x0, y0, x1, y1 = (round(float(v)) for v in box)
+        shape = predictor(np.ascontiguousarray(rgb, dtype=np.uint8), dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+        landmarks = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+        return Face(np.asarray(box, np.float32), landmarks, score)
+
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Every frontal face in a uint8 RGB (or grayscale) frame, in the detector's order (best first)."""
-        detector, predictor = self.load()
-        image = np.ascontiguousarray(rgb, dtype=np.uint8)
-        rects, scores, _ = detector.run(image, self.upsample, 0.0)
-        faces = []
-        for rect, score in zip(rects, scores):
-            shape = predictor(image, rect)
-            landmarks = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
-            box = np.array([rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1], np.float32)
-            faces.append(Face(box, landmarks, float(score)))
-        return faces
+        height, width = rgb.shape[:2]
+        found = []
+        if 0 < self.detect_size < max(height, width):
+            factor = self.detect_size / max(height, width)
+            size = (max(round(width * factor), 1), max(round(height * factor), 1))
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            back = np.array([width / size[0], height / size[1]] * 2, np.float32)
+            found = [(box * back, score) for box, score in self.boxes(small)]
+        return [self.fit(rgb, box, score) for box, score in found or self.boxes(rgb)]
+
+
+def follow(detector: FaceDetector, rgb: np.ndarray, face: Face, passes: int = 2) -> Face | None:
+    """`face` (of an earlier frame) in the frame `rgb`, without searching it: the landmarks are fitted in its box and
+    the box is moved and scaled as the points moved (centroid shift, ratio of RMS spreads about the centroid),
+    `passes` times. None when the box leaves the frame by more than half or changes size by more than 1.5×: the
+    caller searches that frame instead (`fdx prepare --detect-every`)."""
+    height, width = rgb.shape[:2]
+    centre = face.landmarks.mean(axis=0)
+    spread = np.sqrt(((face.landmarks - centre) ** 2).sum(axis=1).mean())
+    box, fitted = face.box, face
+    for _ in range(passes):
+        fitted = detector.fit(rgb, box, face.score)
+        moved = fitted.landmarks.mean(axis=0)
+        scale = np.sqrt(((fitted.landmarks - moved) ** 2).sum(axis=1).mean()) / max(spread, 1e-6)
+        if not 1 / 1.5 <= scale <= 1.5:
+            return None
+        box = (np.tile(moved, 2) + scale * (face.box - np.tile(centre, 2))).astype(np.float32)
+        inside = box_iou(box, np.clip(box, 0, [width, height, width, height]))
+        if inside < 0.5:
+            return None
+    return Face(box, fitted.landmarks, face.score)
 
 
 def largest_face(faces: list[Face]) -> Face | None:

@@ -13,6 +13,7 @@ class) complete the output. The exit status is non-zero only when nothing usable
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import multiprocessing
@@ -48,6 +49,18 @@ class Options:
     faces: str = 'largest'  # largest | all (one record per face track; see `_detect`)
     min_face_ratio: float = 0.5  # all: faces of at least this fraction of the frame's largest face area (SBI)
     min_face_size: int = 0  # all: and box sides of at least this many pixels
+    detect_size: int = 0  # search faces on frames shrunk to this longer side (0: full size; faces.DlibDetector)
+    detect_every: int = 1  # largest: search every k-th sampled frame, follow the face in between (faces.follow)
+
+    def __post_init__(self):
+        if self.detect_every < 1 or self.detect_size < 0:
+            raise ValueError(
+                f'detect_every must be >= 1 and detect_size >= 0 (got {self.detect_every}, {self.detect_size})'
+            )
+        if self.detect_every > 1 and self.faces != 'largest':
+            raise ValueError(
+                '--detect-every > 1 follows one face: it needs --faces largest (new faces appear only on search frames)'
+            )
 
     def name(self) -> str:
         sampling = {
@@ -62,6 +75,10 @@ class Options:
             name += f'-faces{self.min_face_ratio:g}'.replace('.', 'p') + (
                 f'm{self.min_face_size}' * bool(self.min_face_size)
             )
+        if self.detect_size:
+            name += f'-det{self.detect_size}'
+        if self.detect_every > 1:
+            name += f'-every{self.detect_every}'
         return name
 
 
@@ -124,7 +141,7 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
             files[q] = f'{prefix}_{q}.{options.image_format}'
             (tmp / files[q]).write_bytes(crop.encoded[q])
         if index in masks:
-            mask = faces.crop(masks[index].max(axis=-1), window, options.crop_size)
+            mask = faces.crop(channel_max(masks[index]), window, options.crop_size)
             files['mask'] = f'{prefix}_mask.png'
             (tmp / files['mask']).write_bytes(records.encode_image(mask, 'png'))
         elif job.mask is not None and masks and track == 0:
@@ -142,6 +159,12 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
         reasons = sorted({reason for _, reason in meta['dropped']})
         raise video.VideoError(job.video_id, f'no usable frame among {len(indices)} sampled ({"; ".join(reasons)})')
     return out
+
+
+def channel_max(frame: np.ndarray) -> np.ndarray:
+    """[H, W, C] → [H, W], the maximum over channels (equal to `frame.max(axis=-1)`, ~15× faster: numpy reduces a
+    short last axis slowly)."""
+    return functools.reduce(np.maximum, (frame[..., c] for c in range(frame.shape[-1])))
 
 
 class FaceCrop(NamedTuple):
@@ -181,14 +204,28 @@ def _detect(decoded: dict, indices, qualities, options: Options, detector: faces
     one record per face and frame, and evaluation scores each track and the video by the maximum over its tracks
     (`fdx.evaluate`, `eval.face_aggregation`). Frames that are not in every quality or have no face are dropped
     with their reason.
+
+    `options.detect_every` k > 1 searches the 1st, (k+1)-th, … sampled frame and follows the face into the k - 1
+    sampled frames after each (`faces.follow`: landmarks fitted in the last box, the box moved with them); a frame
+    whose face cannot be followed, or that follows a frame without a face, is searched (and restarts the count).
     """
     reference = qualities[0]
     frames, chosen = [], []
+    searched, previous = 0, None  # sampled frames since the last search; the last sampled frame
     for index in indices:
         if any(index not in decoded[q] for q in qualities):
             meta['dropped'].append([index, 'frame not decoded in every quality (truncated video)'])
             continue
-        found = detector.detect(decoded[reference][index])
+        frame = decoded[reference][index]
+        followed = None
+        if searched % options.detect_every and chosen and frames[-1] == previous:
+            followed = faces.follow(detector, frame, chosen[-1][0])
+        previous = index
+        if followed is not None:
+            found = [followed]
+        else:
+            found, searched = detector.detect(frame), 0
+        searched += 1
         if options.faces == 'largest':
             found = [faces.largest_face(found)] if found else []
         else:
@@ -208,8 +245,8 @@ _detector: faces.FaceDetector | None = None  # one per worker process (loading t
 
 def _work(args) -> None:
     global _detector
-    if _detector is None:
-        _detector = faces.DlibDetector()
+    if _detector is None or _detector.detect_size != args[2].detect_size:
+        _detector = faces.DlibDetector(detect_size=args[2].detect_size)
     extract_video(*args[:3], _detector, args[3])
 
 
@@ -344,6 +381,18 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument('--min-face-ratio', type=float, default=Options.min_face_ratio)
     parser.add_argument('--min-face-size', type=int, default=Options.min_face_size)
+    parser.add_argument(
+        '--detect-size',
+        type=int,
+        default=Options.detect_size,
+        help='search faces on frames shrunk to this longer side, landmarks at full size (0: full size)',
+    )
+    parser.add_argument(
+        '--detect-every',
+        type=int,
+        default=Options.detect_every,
+        help='search every k-th sampled frame and follow the face in between (--faces largest)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='dfdm: seed of the 70/30 video split')
     parser.add_argument('--workers', type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument('--shard', metavar='I/N', help='only extract the I-th of N shards of the videos (0-based)')
@@ -375,6 +424,8 @@ def main(argv: Sequence[str]) -> int:
         args.faces,
         args.min_face_ratio,
         args.min_face_size,
+        args.detect_size,
+        args.detect_every,
     )
     if args.backend == 'slurm':
         return submit_shards(argv, args)

@@ -42,7 +42,7 @@ class View:
     normalisation = 'xception'
 
     def source(self, records, index):
-        """The items of a split: by default its records (`index` is its `fdx.input.views.SplitIndex`)."""
+        """The items of a split: by default its records (`index` is its `fdx.input.records.SplitIndex`)."""
         del index
         return records
 

@@ -41,7 +41,7 @@ class SyntheticSource:
 
     def split_index(self):
         """The `SplitIndex` of the records (frame_index = position in the video, class_id = label)."""
-        from fdx.input.views import SplitIndex
+        from fdx.input.records import SplitIndex
 
         video_index = np.arange(self.num_records) * self.num_videos // self.num_records
         frame_index = np.arange(self.num_records) - np.searchsorted(video_index, video_index)

@@ -337,7 +337,7 @@ def write_index(builder: tfds.core.DatasetBuilder, split: str):
 
     Returns the index; when the dataset folder is read-only the index is only returned.
     """
-    from fdx.input.views import SplitIndex
+    from fdx.input.records import SplitIndex
 
     source = builder.as_data_source(split=split)
     keys = ('video_index', 'frame_index', 'label', 'class_id', 'face_index')
@@ -356,7 +356,7 @@ def write_index(builder: tfds.core.DatasetBuilder, split: str):
 
 def load_index(builder: tfds.core.DatasetBuilder, split: str):
     """The split's index, computed (and saved) on first use when the records were built by `tfds build`."""
-    from fdx.input.views import SplitIndex
+    from fdx.input.records import SplitIndex
 
     path = Path(builder.data_dir) / f'index_{split}.npz'
     return SplitIndex.load(path) if path.is_file() else write_index(builder, split)

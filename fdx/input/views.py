@@ -12,17 +12,15 @@ Pixel convention: landmark (x, y) = (0, 0) is the centre of the top-left pixel, 
 """
 
 import functools
-import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from fdx.input.pipeline import Record, Source
-from fdx.input.records import NUM_LANDMARKS, decode_image, decode_mask, image_key
+from fdx.input.records import NUM_LANDMARKS, SplitIndex, decode_image, decode_mask, image_key
 from fdx.input.registry import View, register_view
 
 # (mean, std) per channel of RGB in [0, 1].
@@ -221,58 +219,6 @@ def augment_params(augment: Augment | None, rng: np.random.Generator) -> Augment
 # --------------------------------------------------------------------------- #
 # Split index and sampling helpers
 # --------------------------------------------------------------------------- #
-
-
-@dataclass
-class SplitIndex:
-    """Per-split metadata written by prepare: one row per record, in record order (all int64 [N]). `face_index` is
-    the face track within its video (zeros for datasets prepared with one face per frame, or before it existed)."""
-
-    video_index: np.ndarray
-    frame_index: np.ndarray
-    label: np.ndarray
-    class_id: np.ndarray
-    face_index: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.face_index is None:
-            self.face_index = np.zeros_like(np.asarray(self.video_index))
-        for f in fields(self):
-            setattr(self, f.name, np.asarray(getattr(self, f.name), np.int64))
-        shapes = {f.name: getattr(self, f.name).shape for f in fields(self)}
-        if len(set(shapes.values())) != 1 or len(self.label.shape) != 1:
-            raise ValueError(f'SplitIndex arrays must be 1-D of equal length, got shapes {shapes}')
-
-    def __len__(self) -> int:
-        return len(self.label)
-
-    @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> 'SplitIndex':
-        rows = [[r.get(f.name, 0) if f.name == 'face_index' else r[f.name] for f in fields(cls)] for r in records]
-        return cls(*np.array(rows, np.int64).reshape(-1, len(fields(cls))).T)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes an .npz (numpy appends the suffix when `path` lacks it)."""
-        np.savez(path, **{f.name: getattr(self, f.name) for f in fields(self)})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> 'SplitIndex':
-        with np.load(path) as data:
-            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-    def take(self, rows: np.ndarray) -> 'SplitIndex':
-        """The index of the records at `rows` (in that order)."""
-        return SplitIndex(*(getattr(self, f.name)[rows] for f in fields(self)))
-
-    def source_videos(self) -> np.ndarray:
-        """Per record, a number shared by every face track of its video (`video_index - face_index`)."""
-        return self.video_index - self.face_index
-
-    def videos(self) -> dict[int, np.ndarray]:
-        """video_index -> its record indices sorted by frame_index, in increasing video_index."""
-        order = np.lexsort((self.frame_index, self.video_index))
-        videos, starts = np.unique(self.video_index[order], return_index=True)
-        return {int(v): indices for v, indices in zip(videos, np.split(order, starts[1:]))}
 
 
 def real_only(labels: np.ndarray) -> np.ndarray:
