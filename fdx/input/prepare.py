@@ -206,26 +206,21 @@ def _detect(decoded: dict, indices, qualities, options: Options, detector: faces
     with their reason.
 
     `options.detect_every` k > 1 searches the 1st, (k+1)-th, … sampled frame and follows the face into the k - 1
-    sampled frames after each (`faces.follow`: landmarks fitted in the last box, the box moved with them); a frame
-    whose face cannot be followed, or that follows a frame without a face, is searched (and restarts the count).
+    sampled frames after each (`_search_and_follow`).
     """
-    reference = qualities[0]
-    frames, chosen = [], []
-    searched, previous = 0, None  # sampled frames since the last search; the last sampled frame
+    usable = []
     for index in indices:
         if any(index not in decoded[q] for q in qualities):
             meta['dropped'].append([index, 'frame not decoded in every quality (truncated video)'])
-            continue
-        frame = decoded[reference][index]
-        followed = None
-        if searched % options.detect_every and chosen and frames[-1] == previous:
-            followed = faces.follow(detector, frame, chosen[-1][0])
-        previous = index
-        if followed is not None:
-            found = [followed]
         else:
-            found, searched = detector.detect(frame), 0
-        searched += 1
+            usable.append(index)
+    references = [decoded[qualities[0]][index] for index in usable]
+    if options.detect_every == 1:
+        found_per_frame = detector.detect_frames(references)
+    else:
+        found_per_frame = _search_and_follow(detector, references, options.detect_every)
+    frames, chosen = [], []
+    for index, found in zip(usable, found_per_frame):
         if options.faces == 'largest':
             found = [faces.largest_face(found)] if found else []
         else:
@@ -238,6 +233,22 @@ def _detect(decoded: dict, indices, qualities, options: Options, detector: faces
     tracks = faces.track_faces(chosen) if options.faces == 'all' else [[0] for _ in chosen]
     for index, found, numbers in zip(frames, chosen, tracks):
         yield from ((index, face, track) for face, track in zip(found, numbers))
+
+
+def _search_and_follow(detector: faces.FaceDetector, frames: list[np.ndarray], every: int) -> list[list[faces.Face]]:
+    """The faces of each frame: searched on the 1st, (every+1)-th, … frame, the largest followed into the frames
+    between (`faces.follow`); a frame whose face cannot be followed, or after a frame without a face, is searched."""
+    found: list[list[faces.Face]] = []
+    since_search = 0
+    for frame in frames:
+        followed = None
+        if since_search % every and found and found[-1]:
+            followed = faces.follow(detector, frame, faces.largest_face(found[-1]))
+        if followed is None:
+            since_search = 0
+        found.append([followed] if followed is not None else detector.detect(frame))
+        since_search += 1
+    return found
 
 
 _detector: faces.FaceDetector | None = None  # one per worker process (loading the landmark model takes a second)
