@@ -295,6 +295,23 @@ def test_missing_source_folder(tmp_path, capsys):
     assert 'absent' in capsys.readouterr().err
 
 
+def test_detect_options_name_the_output_and_reject_bad_values(tmp_path, capsys):
+    Options = prepare_lib.Options
+    assert Options().name() == 'even32-s320-x1p3-png'
+    assert Options(detect_size=224, detect_every=4).name() == 'even32-s320-x1p3-png-det224-every4'
+    for fields, message in (
+        ({'detect_every': 0}, '--detect-every'),
+        ({'detect_size': -1}, '--detect-size'),
+        ({'detect_every': 2, 'faces': 'all'}, '--faces largest'),
+    ):
+        with pytest.raises(ValueError, match=message):
+            Options(**fields)
+    flags = ['--detect-every', '3', '--faces', 'all']
+    assert cli.main(['prepare', 'ffpp', '--src', str(tmp_path), '--out', str(tmp_path / 'o'), *flags]) == 2
+    err = capsys.readouterr().err
+    assert 'it needs --faces largest' in err and len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+
+
 def data_config(root: Path, name: str, view: str = 'frame', sampling: str = 'all', target: str = 'label', **fields):
     """`config.data` of a prepared tree with `view` at 48 px; `fields` are the view's."""
     from fdx import input as input_lib

@@ -4,6 +4,7 @@ import importlib.util
 import pickle
 import sys
 
+import cv2
 import media
 import numpy as np
 import pytest
@@ -175,6 +176,82 @@ def test_one_face_per_frame_moving_with_the_shift(detected):
         assert ((face.landmarks >= [x0, y0]) & (face.landmarks < [x1, y1])).all()
         assert (face.box[:2] < face.landmarks.mean(0)).all() and (face.landmarks.mean(0) < face.box[2:]).all()
         assert face.landmarks[36:48, 1].max() < face.landmarks[48:68, 1].min()  # eyes above the mouth
+
+
+def landmark_error(face: Face, reference: Face) -> float:
+    """The largest landmark distance (per axis) as a fraction of the reference box's side."""
+    return float(np.abs(face.landmarks - reference.landmarks).max() / (reference.box[2] - reference.box[0]))
+
+
+def test_detect_frames_is_detect_of_each_frame(detected):
+    frames, found = detected
+    batch = DlibDetector().detect_frames([frames[i] for i in range(FRAMES)])
+    for faces, reference in zip(batch, found):
+        assert len(faces) == len(reference) == 1
+        np.testing.assert_array_equal(faces[0].box, reference[0].box)
+        np.testing.assert_array_equal(faces[0].landmarks, reference[0].landmarks)
+        assert faces[0].score == reference[0].score
+
+
+def test_follow_carries_the_face_frame_to_frame(detected):
+    frames, found = detected
+    detector = DlibDetector()
+    face = found[0][0]
+    for i in range(1, FRAMES):
+        face = faces_lib.follow(detector, frames[i], face)
+        assert face is not None and face.score == found[0][0].score
+        assert landmark_error(face, found[i][0]) < 0.035  # measured 0.023 (2 px on a 87-105 px box)
+        assert faces_lib.box_iou(face.box, found[i][0].box) > 0.6  # the box moves with the points (0.70 at the end)
+    # A 10-frame move (16% of the box) is caught in one go; 23 frames (38%) is not: follow hands the frame back.
+    assert landmark_error(faces_lib.follow(detector, frames[10], found[0][0]), found[10][0]) < 0.035
+    assert faces_lib.follow(detector, frames[23], found[0][0]) is None
+    assert faces_lib.follow(detector, frames[0], found[23][0]) is None
+
+
+def test_follow_gives_up_outside_the_frame_or_at_another_scale(detected):
+    frames, found = detected
+    detector, face = DlibDetector(), found[0][0]
+    away = np.float32([0.8 * SIZE, 0])
+    outside = Face(face.box + np.tile(away, 2), face.landmarks + away, face.score)
+    assert faces_lib.follow(detector, frames[0], outside) is None
+    centre = np.float32([SIZE / 2, SIZE / 2])
+    larger = Face((face.box - np.tile(centre, 2)) * 3 + np.tile(centre, 2), (face.landmarks - centre) * 3 + centre, 1.0)
+    assert faces_lib.follow(detector, frames[0], larger) is None
+
+
+@pytest.mark.parametrize('size', [224, 192])
+def test_detect_size_finds_the_faces_with_close_landmarks(detected, size):
+    frames, found = detected
+    detector = DlibDetector(detect_size=size)
+    for i in range(0, FRAMES, 3):
+        (box, _), *rest = detector.search(frames[i])
+        assert not rest and faces_lib.box_iou(box, found[i][0].box) > 0.6  # HOG's coarse box grid, at another scale
+        (face,) = detector.detect(frames[i])
+        assert landmark_error(face, found[i][0]) < 0.05  # measured ≤ 0.034
+
+
+def test_detect_size_too_small_falls_back_to_full_size(detected):
+    frames, found = detected
+    detector = DlibDetector(detect_size=64)  # the 87-105 px faces shrink below HOG's 80 px window
+    assert detector.boxes(cv2.resize(frames[0], (64, 64), interpolation=cv2.INTER_AREA)) == []
+    for i in (0, 11):
+        (face,) = detector.detect(frames[i])
+        np.testing.assert_array_equal(face.landmarks, found[i][0].landmarks)
+
+
+@pytest.mark.parametrize('every', [2, 8])
+def test_search_and_follow_keeps_every_face(detected, every, monkeypatch):
+    from fdx.input import prepare
+
+    frames, found = detected
+    detector = DlibDetector()
+    searched = []
+    monkeypatch.setattr(detector, 'search', lambda rgb: searched.append(1) or DlibDetector.search(detector, rgb))
+    result = prepare._search_and_follow(detector, [frames[i] for i in range(FRAMES)], every)
+    assert [len(faces) for faces in result] == [1] * FRAMES
+    assert len(searched) == -(-FRAMES // every)  # the motion is small: no follow hands a frame back
+    assert max(landmark_error(faces[0], reference[0]) for faces, reference in zip(result, found)) < 0.035
+    np.testing.assert_array_equal(result[every][0].landmarks, found[every][0].landmarks)  # a search frame
 
 
 def test_blank_video_has_no_face(videos):

@@ -121,25 +121,36 @@ class DlibDetector:
         return [[self.fit(rgb, box, score) for box, score in boxes] for rgb, boxes in zip(frames, found)]
 
 
-def follow(detector: FaceDetector, rgb: np.ndarray, face: Face, passes: int = 2) -> Face | None:
+def follow(
+    detector: FaceDetector, rgb: np.ndarray, face: Face, passes: int = 2, settle: float = 0.02, max_scale: float = 1.5
+) -> Face | None:
     """`face` (of an earlier frame) in the frame `rgb`, without searching it: the landmarks are fitted in its box and
     the box is moved and scaled as the points moved (centroid shift, ratio of RMS spreads about the centroid),
-    `passes` times. None when the box leaves the frame by more than half or changes size by more than 1.5×: the
-    caller searches that frame instead (`fdx prepare --detect-every`)."""
+    `passes` times. None, so that the caller searches the frame instead (`fdx prepare --detect-every`), when
+
+    - the fit has not settled: the last pass still moved the centroid by more than `settle` × the box side or changed
+      the scale by more than `settle` (a face that moved ≲ 15% of its box is caught by the first pass and the second
+      moves it < 0.3%; beyond that the shape model slides off and keeps moving by 2–5% a pass: tests),
+    - the scale changed by more than `max_scale`×, or the box is more than half outside the frame.
+    """
     height, width = rgb.shape[:2]
+    side = max(float(face.box[2] - face.box[0]), float(face.box[3] - face.box[1]), 1.0)
     centre = face.landmarks.mean(axis=0)
-    spread = np.sqrt(((face.landmarks - centre) ** 2).sum(axis=1).mean())
-    box, fitted = face.box, face
+    spread = max(float(np.sqrt(((face.landmarks - centre) ** 2).sum(axis=1).mean())), 1e-6)
+    box, last_centre, last_scale = face.box, centre, 1.0
     for _ in range(passes):
         fitted = detector.fit(rgb, box, face.score)
         moved = fitted.landmarks.mean(axis=0)
-        scale = np.sqrt(((fitted.landmarks - moved) ** 2).sum(axis=1).mean()) / max(spread, 1e-6)
-        if not 1 / 1.5 <= scale <= 1.5:
+        scale = float(np.sqrt(((fitted.landmarks - moved) ** 2).sum(axis=1).mean())) / spread
+        if not 1 / max_scale <= scale <= max_scale:
             return None
         box = (np.tile(moved, 2) + scale * (face.box - np.tile(centre, 2))).astype(np.float32)
-        inside = box_iou(box, np.clip(box, 0, [width, height, width, height]))
-        if inside < 0.5:
+        if box_iou(box, np.clip(box, 0, [width, height, width, height])) < 0.5:
             return None
+        shift, rescale = float(np.abs(moved - last_centre).max()) / side, abs(scale / last_scale - 1)
+        last_centre, last_scale = moved, scale
+    if passes > 1 and (shift > settle or rescale > settle):
+        return None
     return Face(box, fitted.landmarks, face.score)
 
 

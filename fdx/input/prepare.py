@@ -53,9 +53,13 @@ class Options:
     detect_every: int = 1  # largest: search every k-th sampled frame, follow the face in between (faces.follow)
 
     def __post_init__(self):
-        if self.detect_every < 1 or self.detect_size < 0:
+        if self.detect_every < 1:
             raise ValueError(
-                f'detect_every must be >= 1 and detect_size >= 0 (got {self.detect_every}, {self.detect_size})'
+                f'--detect-every (detect_every) must be >= 1, got {self.detect_every}: 1 searches every frame'
+            )
+        if self.detect_size < 0:
+            raise ValueError(
+                f'--detect-size (detect_size) must be >= 0, got {self.detect_size}: 0 searches at full size'
             )
         if self.detect_every > 1 and self.faces != 'largest':
             raise ValueError(
