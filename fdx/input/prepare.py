@@ -452,7 +452,8 @@ def main(argv: Sequence[str]) -> int:
     summary['seconds'] = round(time.perf_counter() - start, 1)
     if shard is not None:
         print(
-            f'{args.dataset} shard {summary["shard"]}: {summary["usable_videos"]} of {summary["videos"]} videos usable, '
+            f'{args.dataset} shard {summary["shard"]}: {summary["usable_videos"]} of {summary["videos"]} videos '
+            'usable, '
             f'{len(summary["problems"])} problems, {summary["seconds"]} s (then `--merge`)'
         )
         return 0  # a shard's unusable videos are problems of the dataset, reported by the merge, not failures

@@ -11,7 +11,8 @@ Keys of a record (as `tfds.data_source` returns it):
     box              float32  [4] crop window (x0, y0, x1, y1) in original frame pixels
     label            int64    0 real, 1 fake
     class_id         int64    attribution class (index into the builder's class names; real = 0 where present)
-    video_id         bytes    unique video name, e.g. b'Deepfakes/000_003', b'original/000', b'Dfaker/id01_id02_0003_Dfaker'
+    video_id         bytes    unique video name, e.g. b'Deepfakes/000_003', b'original/000',
+                              b'Dfaker/id01_id02_0003_Dfaker'
     video_index      int64    dense number of the video (of its face track with `--faces all`) within the dataset,
                               the grouping key for clips and video metrics
     frame_index      int64    frame number in the decoded video

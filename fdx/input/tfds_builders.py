@@ -34,7 +34,9 @@ class _FaceCrops(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version(DATA_VERSION)
     RELEASE_NOTES = {
         '1.0.0': 'Face crops, 68 landmarks, masks, per-frame metadata.',
-        DATA_VERSION: '`face_index` (face track within the video; `fdx prepare --faces all`), one video_index per track.',
+        DATA_VERSION: (
+            '`face_index` (face track within the video; `fdx prepare --faces all`), one video_index per track.'
+        ),
     }
     BUILDER_CONFIG_CLASS = FaceCropsConfig
     dataset: str
