@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	$(PY) -m fdx.models.cpu_kernels
 	touch $@
 
 # test and demo run under jemalloc where the `fdx` program would use it (fdx/allocator.py): ~13 % faster here.

@@ -439,6 +439,7 @@ def bench_step(args) -> dict[str, Any]:
         'dtype': config.model.get('dtype', 'float32'),
         'threads': threads,
         'conv': args.conv,
+        'cpu_kernels': cpu_kernels_status(),
         'machine': machine(),
     }
     setup, compiled, first, global_batch, compile_times = compiled_step(config, batch, predict)
@@ -522,11 +523,24 @@ def torch_device() -> str:
     return 'cuda' if backend == 'gpu' else 'cpu'
 
 
+def cpu_kernels_status() -> str:
+    """Whether the step uses `fdx.models.cpu_kernels` (C++ through jax.ffi) or, and why, their pure-XLA forms."""
+    import jax
+
+    from fdx.models import cpu_kernels, layers
+
+    if jax.default_backend() != 'cpu':
+        return 'not used (CPU only)'
+    reason = 'layers.CPU_KERNELS is False' if not layers.CPU_KERNELS else cpu_kernels.load()
+    return 'built (depthwise kernel gradient)' if reason is None else f'pure XLA: {reason}'
+
+
 def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     xla = result['xla']
     rows = [
         ('arch', f'{result["arch"]}, batch {result["batch"]}, {result["size"]}px, {result["dtype"]}'),
         ('threads', str(result['threads'])),
+        *[('CPU kernels', result['cpu_kernels'])] * ('cpu_kernels' in result),
         ('compile', f'{result["compile_s"]:.1f} s (lowering {result["lower_s"]:.1f} s)'),
         (
             'flops / step',

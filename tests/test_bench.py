@@ -165,8 +165,12 @@ def test_prepare(capsys, tmp_path, celebdf):
     'kernel,stride,groups,pad',
     [(1, 1, 1, 0), (1, 2, 1, 0), (3, 1, 6, 1), (5, 1, 6, 2), (3, 2, 1, 1), (3, 1, 1, 0), (7, 2, 1, 3)],
 )
-def test_fast_convolutions_match_lax(kernel, stride, groups, pad):
-    """The CPU convolutions the benchmarked step uses give XLA's values and gradients."""
+@pytest.mark.parametrize('cpu_kernels', [True, False], ids=['cpu_kernels', 'xla_only'])
+def test_fast_convolutions_match_lax(kernel, stride, groups, pad, cpu_kernels, monkeypatch):
+    """The CPU convolutions the benchmarked step uses give XLA's values and gradients, the depthwise kernel gradient
+    both through the C++ kernel (built here: the machine has a compiler) and in its pure-XLA form."""
+    monkeypatch.setattr(layers, 'CPU_KERNELS', cpu_kernels)
+    assert layers.cpu_kernels.load() is None
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, 9, 8, 6)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((kernel, kernel, 6 // groups, 6)), jnp.float32)
@@ -178,6 +182,8 @@ def test_fast_convolutions_match_lax(kernel, stride, groups, pad):
     np.testing.assert_allclose(out, ref, atol=1e-4)
     for got, want in zip(out_vjp(g), ref_vjp(g)):
         np.testing.assert_allclose(got, want, atol=1e-4)
+    lowered = jax.jit(out_vjp).lower(g).as_text()
+    assert (layers.cpu_kernels.DEPTHWISE_KERNEL_GRAD in lowered) == (cpu_kernels and groups == 6 and stride == 1)
 
 
 def test_max_pool_matches_torch_with_ties():
@@ -201,3 +207,20 @@ def test_bad_inputs_get_one_line_errors_naming_them(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main(['step', '--arch', 'resnet50', '--vs-torch', 'amp+fast'])
     assert "--vs-torch: unknown setup 'amp+fast': 'eager' or any of" in capsys.readouterr().err
+
+
+def test_cpu_kernels_fall_back_with_the_reason(tmp_path, monkeypatch):
+    """No usable compiler: `load()` says why (so `fdx bench` can print it) and the layers keep the pure-XLA form."""
+    from fdx.models import cpu_kernels
+
+    monkeypatch.setenv('FDX_CACHE', str(tmp_path))
+    monkeypatch.setenv('CXX', 'false')
+    cpu_kernels.load.cache_clear()
+    try:
+        assert cpu_kernels.load() == 'false depthwise_kernel_grad.cc failed (exit 1): no output'
+        monkeypatch.setenv('FDX_CPU_KERNELS', '0')
+        cpu_kernels.load.cache_clear()
+        assert cpu_kernels.load() == 'FDX_CPU_KERNELS=0'
+    finally:
+        cpu_kernels.load.cache_clear()
+    assert not list(tmp_path.rglob('*.so'))

@@ -2,13 +2,13 @@
 
 Some layers avoid slow XLA CPU lowerings (measured with `fdx bench step --profile`, see the README's performance
 section). On the CPU backend (`matmul_conv`), 1x1 convolutions run as matmuls, whose gradients are matmuls too (XLA's
-kernel gradient of a 1x1 convolution is several times slower than its forward pass); depthwise convolutions run as
-one elementwise fusion of the kernel taps with a custom gradient (XLA's CPU grouped convolution is a naive loop nest,
-~0.1 GFLOP/s); kxk convolutions keep XLA's forward pass and input gradient but take their kernel gradient as one
-matmul of the input's tap columns (XLA's runs at a few GFLOP/s). Other backends keep `lax.conv_general_dilated`
-(cuDNN, TPU), and `CONV_IMPL` overrides the choice. On every backend, max-pooling is the maximum of its window taps
-with PyTorch's gradient (to the first maximum) as one fusion instead of select-and-scatter. All compute the same
-values as their `lax` counterparts (up to float rounding).
+kernel gradient of a 1x1 convolution is several times slower than its forward pass); depthwise convolutions run as one
+elementwise fusion of the kernel taps with a custom gradient (XLA's CPU grouped convolution is a naive loop nest, ~0.1
+GFLOP/s), their kernel gradient a C++ kernel (`cpu_kernels`) where one builds; kxk convolutions keep XLA's forward pass
+and input gradient but take their kernel gradient as one matmul of the input's tap columns (XLA's runs at a few
+GFLOP/s). Other backends keep `lax.conv_general_dilated` (cuDNN, TPU), and `CONV_IMPL` overrides the choice. On every
+backend, max-pooling is the maximum of its window taps with PyTorch's gradient (to the first maximum) as one fusion
+instead of select-and-scatter. All compute the same values as their `lax` counterparts (up to float rounding).
 """
 
 import functools
@@ -19,10 +19,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from fdx.models import cpu_kernels
+
 Dtype = Any
 
 # 'auto' (matmul_conv on CPU, lax.conv_general_dilated elsewhere) | 'matmul' | 'lax'; read when a model is traced.
 CONV_IMPL = 'auto'
+CPU_KERNELS = True  # the depthwise kernel gradient through `cpu_kernels` (C++ via jax.ffi) where it builds
 
 # Convolution kernel initialisers (`conv(init=...)`):
 # - 'lecun_normal': flax's `nn.Conv` default and every fdx model's: a truncated normal of variance 1 / fan_in
@@ -106,7 +109,8 @@ pointwise_matmul.defvjp(_pointwise_fwd, _pointwise_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
     """`_depthwise` with fused gradients: the input's is a depthwise convolution of the output gradient with the
-    flipped kernel, the kernel's one multi-output reduction over the taps (autodiff would materialise every tap)."""
+    flipped kernel, the kernel's the C++ kernel of `cpu_kernels` (f32, one device) or else one multi-output reduction
+    over the taps (autodiff would materialise every tap)."""
     return _depthwise(x, kernel, padding)
 
 
@@ -119,13 +123,25 @@ def _depthwise_bwd(padding, residuals, g):
     kh, kw, _, c = kernel.shape
     flipped = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
     dx = _depthwise(g, kernel[::-1, ::-1], flipped)
-    # one variadic reduction of the nine tap products: its inputs fuse into it (per-tap reductions go to YNNPACK,
-    # which needs every tap written to memory first: on Xception at batch 8 they are faster but raise XLA's peak
-    # memory estimate from 3.0 to 6.5 GB)
-    products = [tap * g for tap in _taps(x, (kh, kw), (1, 1), padding)]
-    zeros = [jnp.zeros((), g.dtype)] * len(products)
-    dkernel = jnp.stack(lax.reduce(products, zeros, lambda a, b: [u + v for u, v in zip(a, b)], (0, 1, 2)))
+    xla_form = functools.partial(_depthwise_kernel_grad, kernel_size=(kh, kw), padding=padding)
+    # the C++ kernel is not partitioned by XLA's SPMD pass: used where the process sees one device (a CPU host)
+    if CPU_KERNELS and x.dtype == g.dtype == jnp.float32 and jax.device_count() == 1 and cpu_kernels.load() is None:
+        cpu_form = functools.partial(cpu_kernels.depthwise_kernel_grad, kernel_size=(kh, kw), padding=padding)
+        dkernel = lax.platform_dependent(x, g, cpu=cpu_form, default=xla_form)
+    else:
+        dkernel = xla_form(x, g)
     return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+def _depthwise_kernel_grad(x, g, kernel_size, padding):
+    """[kh, kw, C] kernel gradient as one variadic reduction of the tap products: its inputs fuse into it (per-tap
+    reductions go to YNNPACK, which needs every tap written to memory first: on Xception at batch 8 they are faster
+    but raise XLA's peak memory estimate from 3.0 to 6.5 GB). ~35x slower than memory speed on XLA CPU 0.10, hence
+    `cpu_kernels.depthwise_kernel_grad` where it loads."""
+    products = [tap * g for tap in _taps(x, kernel_size, (1, 1), padding)]
+    zeros = [jnp.zeros((), g.dtype)] * len(products)
+    sums = lax.reduce(products, zeros, lambda a, b: [u + v for u, v in zip(a, b)], (0, 1, 2))
+    return jnp.stack(sums).reshape(*kernel_size, -1)
 
 
 depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
