@@ -186,6 +186,32 @@ def test_fast_convolutions_match_lax(kernel, stride, groups, pad, cpu_kernels, m
     assert (layers.cpu_kernels.DEPTHWISE_KERNEL_GRAD in lowered) == (cpu_kernels and groups == 6 and stride == 1)
 
 
+@pytest.mark.parametrize('kernel,stride,groups,pad', [(3, 1, 1, 1), (4, 2, 1, 1), (3, 2, 1, 0), (3, 1, 6, 1)])
+@pytest.mark.parametrize('cpu_kernels', [True, False], ids=['cpu_kernels', 'xla_only'])
+def test_fast_convolutions_second_order_gradients_match_lax(kernel, stride, groups, pad, cpu_kernels, monkeypatch):
+    """Gradients of gradients (a gradient penalty) through the CPU convolutions: each of a convolution, its input
+    gradient and its kernel gradient differentiated again, against `lax.conv_general_dilated`'s autodiff."""
+    monkeypatch.setattr(layers, 'CPU_KERNELS', cpu_kernels)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 9, 8, 6)), jnp.float32)
+    w = jnp.asarray(0.3 * rng.standard_normal((kernel, kernel, 6 // groups, 6)), jnp.float32)
+    padding = ((pad, pad),) * 2
+    kwargs = dict(dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)
+
+    def penalty(conv):
+        def inner(x, w):
+            y = conv(x, w, (stride,) * 2, padding, **kwargs)
+            return jnp.sum(jnp.tanh(y) * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape)))
+
+        return lambda x, w: sum(jnp.sum(jnp.sin(d) ** 2) for d in jax.grad(inner, (0, 1))(x, w))
+
+    want = jax.grad(penalty(lax.conv_general_dilated), (0, 1))(x, w)
+    got = jax.grad(penalty(layers.matmul_conv), (0, 1))(x, w)
+    for g, r in zip(got, want):
+        assert float(jnp.abs(r).max()) > 1e-2
+        np.testing.assert_allclose(g, r, atol=2e-4, rtol=1e-4)
+
+
 def test_max_pool_matches_torch_with_ties():
     x = np.maximum(np.random.default_rng(0).standard_normal((2, 9, 9, 5)), 0).astype(np.float32)  # ReLU: many ties
     y, vjp = jax.vjp(lambda x: layers.max_pool(x, 3, 2, 1), jnp.asarray(x))

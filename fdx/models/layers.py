@@ -6,7 +6,8 @@ kernel gradient of a 1x1 convolution is several times slower than its forward pa
 elementwise fusion of the kernel taps with a custom gradient (XLA's CPU grouped convolution is a naive loop nest, ~0.1
 GFLOP/s), their kernel gradient a C++ kernel (`cpu_kernels`) where one builds; kxk convolutions keep XLA's forward pass
 and input gradient but take their kernel gradient as one matmul of the input's tap columns (XLA's runs at a few
-GFLOP/s). Other backends keep `lax.conv_general_dilated` (cuDNN, TPU), and `CONV_IMPL` overrides the choice. On every
+GFLOP/s). Each of these gradients has its own custom gradient, so second-order gradients (a gradient penalty) keep the
+same forms. Other backends keep `lax.conv_general_dilated` (cuDNN, TPU), and `CONV_IMPL` overrides the choice. On every
 backend, max-pooling is the maximum of its window taps with PyTorch's gradient (to the first maximum) as one fusion
 instead of select-and-scatter. All compute the same values as their `lax` counterparts (up to float rounding).
 """
@@ -42,8 +43,8 @@ def batch_norm(train: bool, dtype: Dtype, name: str | None = None, torch_momentu
     """`torch.nn.BatchNorm2d` defaults: eps 1e-5, momentum 0.1 (flax: 1 - 0.1 = 0.9 on the running average).
 
     Under `jax.jit` over a data-parallel mesh the batch axis is global, so the statistics are the global-batch ones.
-    Running variance is updated with the biased batch variance (PyTorch uses the unbiased one; the difference is a factor
-    n/(n-1) in the running estimate only, never in the training forward pass).
+    Running variance is updated with the biased batch variance (PyTorch uses the unbiased one; the difference is a
+    factor n/(n-1) in the running estimate only, never in the training forward pass).
     """
     return nn.BatchNorm(
         use_running_average=not train,
@@ -106,11 +107,15 @@ def _pointwise_bwd(precision, residuals, g):
 pointwise_matmul.defvjp(_pointwise_fwd, _pointwise_bwd)
 
 
+def _flipped(padding, kernel_size) -> tuple:
+    """The padding of the stride-1 convolution with the flipped kernel that transposes one with `padding`."""
+    return tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel_size, padding))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
     """`_depthwise` with fused gradients: the input's is a depthwise convolution of the output gradient with the
-    flipped kernel, the kernel's the C++ kernel of `cpu_kernels` (f32, one device) or else one multi-output reduction
-    over the taps (autodiff would materialise every tap)."""
+    flipped kernel, the kernel's `depthwise_kernel_grad` (autodiff would materialise every tap)."""
     return _depthwise(x, kernel, padding)
 
 
@@ -120,17 +125,40 @@ def _depthwise_fwd(x, kernel, padding):
 
 def _depthwise_bwd(padding, residuals, g):
     x, kernel = residuals
-    kh, kw, _, c = kernel.shape
-    flipped = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
-    dx = _depthwise(g, kernel[::-1, ::-1], flipped)
-    xla_form = functools.partial(_depthwise_kernel_grad, kernel_size=(kh, kw), padding=padding)
+    kernel_size = kernel.shape[:2]
+    dx = depthwise_conv(g, kernel[::-1, ::-1], _flipped(padding, kernel_size))
+    dkernel = depthwise_kernel_grad(x, g, kernel_size, padding)
+    return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def depthwise_kernel_grad(x: jnp.ndarray, g: jnp.ndarray, kernel_size, padding) -> jnp.ndarray:
+    """The [kh, kw, C] kernel gradient of a stride-1 depthwise convolution of `x` with output gradient `g`: the C++
+    kernel of `cpu_kernels` (f32, one device, CPU) or else `_depthwise_kernel_grad`. Bilinear in (x, g), its own
+    gradients are two depthwise convolutions, so second-order gradients (a gradient penalty) keep the fast forms."""
+    xla_form = functools.partial(_depthwise_kernel_grad, kernel_size=kernel_size, padding=padding)
     # the C++ kernel is not partitioned by XLA's SPMD pass: used where the process sees one device (a CPU host)
     if CPU_KERNELS and x.dtype == g.dtype == jnp.float32 and jax.device_count() == 1 and cpu_kernels.load() is None:
-        cpu_form = functools.partial(cpu_kernels.depthwise_kernel_grad, kernel_size=(kh, kw), padding=padding)
-        dkernel = lax.platform_dependent(x, g, cpu=cpu_form, default=xla_form)
-    else:
-        dkernel = xla_form(x, g)
-    return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
+        cpu_form = functools.partial(cpu_kernels.depthwise_kernel_grad, kernel_size=kernel_size, padding=padding)
+        return lax.platform_dependent(x, g, cpu=cpu_form, default=xla_form)
+    return xla_form(x, g)
+
+
+def _depthwise_kernel_grad_fwd(x, g, kernel_size, padding):
+    return depthwise_kernel_grad(x, g, kernel_size, padding), (x, g)
+
+
+def _depthwise_kernel_grad_bwd(kernel_size, padding, residuals, h):
+    x, g = residuals
+    h = h.reshape(*kernel_size, 1, -1)
+    dx = depthwise_conv(g, h[::-1, ::-1], _flipped(padding, kernel_size))
+    return dx.astype(x.dtype), depthwise_conv(x, h, padding).astype(g.dtype)
+
+
+depthwise_kernel_grad.defvjp(_depthwise_kernel_grad_fwd, _depthwise_kernel_grad_bwd)
 
 
 def _depthwise_kernel_grad(x, g, kernel_size, padding):
@@ -144,9 +172,6 @@ def _depthwise_kernel_grad(x, g, kernel_size, padding):
     return jnp.stack(sums).reshape(*kernel_size, -1)
 
 
-depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
-
-
 def _dense_conv(x, kernel, strides, padding, precision):
     return lax.conv_general_dilated(
         x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision
@@ -155,10 +180,10 @@ def _dense_conv(x, kernel, strides, padding, precision):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def dense_conv(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding, precision: Any = None) -> jnp.ndarray:
-    """A kxk convolution (NHWC, HWIO) whose kernel gradient is one contraction of the input's kernel-tap columns
-    ([P, kh·kw·C], im2col) with the [P, O] output gradient. XLA CPU computes it as a convolution with a window the size
-    of the output, which YNNPACK runs at a few GFLOP/s (Xception's conv2 at batch 8: 1031 ms vs 131 ms); the forward
-    pass and the input gradient stay XLA's convolutions."""
+    """A kxk convolution (NHWC, HWIO) whose kernel gradient is `dense_kernel_grad`; the forward pass and the input
+    gradient (`dense_input_grad`) stay XLA's convolutions. The three are each other's gradients, so second-order
+    gradients (a gradient penalty) keep these forms (differentiating XLA's input gradient by its kernel would give
+    XLA's slow kernel-gradient convolution: WGAN-GP's critic update at 14 GFLOP/s)."""
     return _dense_conv(x, kernel, strides, padding, precision)
 
 
@@ -168,15 +193,60 @@ def _dense_conv_fwd(x, kernel, strides, padding, precision):
 
 def _dense_conv_bwd(strides, padding, precision, residuals, g):
     x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda x: _dense_conv(x, kernel, strides, padding, precision), x)
-    (dx,) = input_vjp(g)
-    kh, kw, c, o = kernel.shape
-    columns = jnp.concatenate(_taps(x, (kh, kw), strides, padding), axis=-1).reshape(-1, kh * kw * c)
-    dkernel = jnp.einsum('pk,po->ko', columns, g.reshape(-1, o), precision=precision)
-    return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
+    dx = dense_input_grad(g, kernel, x.shape, strides, padding, precision)
+    dkernel = dense_kernel_grad(x, g, kernel.shape[:2], strides, padding, precision)
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
 dense_conv.defvjp(_dense_conv_fwd, _dense_conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def dense_input_grad(g, kernel, x_shape, strides, padding, precision: Any = None) -> jnp.ndarray:
+    """The input gradient of `dense_conv` (an input of shape `x_shape`) for output gradient `g`: XLA's transposed
+    convolution."""
+    conv_x = functools.partial(_dense_conv, kernel=kernel, strides=strides, padding=padding, precision=precision)
+    (dx,) = jax.linear_transpose(conv_x, jax.ShapeDtypeStruct(x_shape, jnp.result_type(g, kernel)))(g)
+    return dx
+
+
+def _dense_input_grad_fwd(g, kernel, x_shape, strides, padding, precision):
+    return dense_input_grad(g, kernel, x_shape, strides, padding, precision), (g, kernel)
+
+
+def _dense_input_grad_bwd(x_shape, strides, padding, precision, residuals, h):
+    g, kernel = residuals
+    dg = dense_conv(h, kernel, strides, padding, precision)
+    dkernel = dense_kernel_grad(h, g, kernel.shape[:2], strides, padding, precision)
+    return dg.astype(g.dtype), dkernel.astype(kernel.dtype)
+
+
+dense_input_grad.defvjp(_dense_input_grad_fwd, _dense_input_grad_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def dense_kernel_grad(x, g, kernel_size, strides, padding, precision: Any = None) -> jnp.ndarray:
+    """The [kh, kw, C, O] kernel gradient of `dense_conv`: one contraction of the input's kernel-tap columns
+    ([P, kh·kw·C], im2col) with the [P, O] output gradient. XLA CPU computes it as a convolution with a window the size
+    of the output, which YNNPACK runs at a few GFLOP/s (Xception's conv2 at batch 8: 1031 ms vs 131 ms)."""
+    c, o = x.shape[-1], g.shape[-1]
+    columns = jnp.concatenate(_taps(x, kernel_size, strides, padding), axis=-1).reshape(
+        -1, kernel_size[0] * kernel_size[1] * c
+    )
+    return jnp.einsum('pk,po->ko', columns, g.reshape(-1, o), precision=precision).reshape(*kernel_size, c, o)
+
+
+def _dense_kernel_grad_fwd(x, g, kernel_size, strides, padding, precision):
+    return dense_kernel_grad(x, g, kernel_size, strides, padding, precision), (x, g)
+
+
+def _dense_kernel_grad_bwd(kernel_size, strides, padding, precision, residuals, h):
+    x, g = residuals
+    dx = dense_input_grad(g, h, x.shape, strides, padding, precision)
+    return dx.astype(x.dtype), dense_conv(x, h, strides, padding, precision).astype(g.dtype)
+
+
+dense_kernel_grad.defvjp(_dense_kernel_grad_fwd, _dense_kernel_grad_bwd)
 
 
 def matmul_conv(
