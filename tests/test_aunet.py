@@ -122,6 +122,8 @@ def test_inference_rules():
 
 def tiny_config(arg: str = 'mini'):
     config = load_config(f'{CONFIG}:{arg}')
+    if config.model.encoders:
+        config.model.encoders = 2  # an integrating encoder and the last one, at two thirds of the full model's compile
     config.model.backbone_kwargs = {'width': 0.125}
     config.model.specific.attention_width = 8
     config.model.agnostic.update({'token_dim': 16, 'num_heads': 2, 'mlp_dim': 32})
@@ -163,7 +165,6 @@ VARIANT_TERMS = {
 
 def test_full_variant_takes_a_train_step_and_predicts():
     config = tiny_config()
-    config.model.encoders = 2  # an integrating encoder and the last one, at two thirds of the compile time
     batch = tiny_batch(config)
     setup = Setup(config, steps_per_epoch=10, example_batch=batch)
     state, metrics = setup.compiled_train_step()(setup.initial_state(), batch)
@@ -198,6 +199,8 @@ def test_table_4_data_variants_and_sweeps():
     assert load_config(f'{CONFIG}:variant=face_mask').data.self_blended.mask == 'face'
     assert load_config(f'{CONFIG}:variant=no_tampering').data.self_blended.tampering is False
     assert load_config(f'{CONFIG}:variant=no_mixing').tap.feature_mixing is False
+    assert full.model.encoders == 3 and load_config(f'{CONFIG}:mini').model.encoders == 1
+    assert load_config(f'{CONFIG}:mini,variant=sbi').model.encoders == 0  # `mini` keeps the baselines without ART
     module, _ = import_config_file(CONFIG)
     assert len(list(module.sweep())) == 8
     assert [p['loss.token_weight'] for p in module.sweep('table=5')] == [0.0, 10.0, 30.0, 50.0, 100.0]
