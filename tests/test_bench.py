@@ -5,6 +5,7 @@ import functools
 import json
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -210,6 +211,63 @@ def test_fast_convolutions_second_order_gradients_match_lax(kernel, stride, grou
     for g, r in zip(got, want):
         assert float(jnp.abs(r).max()) > 1e-2
         np.testing.assert_allclose(g, r, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('relu', [False, True], ids=['bn', 'bn_relu'])
+def test_cpu_batch_norm_matches_flax(relu):
+    """`layers.BatchNorm` (the CPU backend's, with `batch_norm_train`'s gradient) against flax's `nn.BatchNorm` (+ ReLU):
+    the same variables, training outputs, running statistics, input/scale/bias gradients, gradients of gradients
+    (a gradient penalty through it) and eval-mode outputs."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(3 * rng.standard_normal((4, 5, 6, 8)) + 1, jnp.float32)
+    w = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    flax_bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    cpu_bn = layers.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, relu=relu)
+
+    def reference(variables, x, **kwargs):
+        y, updates = flax_bn.apply(variables, x, **kwargs)
+        return (nn.relu(y) if relu else y), updates
+
+    variables = flax_bn.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(cpu_bn.init(jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
+    params = {'scale': jnp.linspace(0.5, 1.5, 8), 'bias': jnp.linspace(-1, 1, 8)}
+    stats = {'mean': jnp.linspace(0, 1, 8), 'var': jnp.linspace(1, 2, 8)}
+
+    def loss(apply):
+        def f(params, x):
+            y, updates = apply({'params': params, 'batch_stats': stats}, x, mutable=['batch_stats'])
+            return jnp.sum(jnp.tanh(y) * w), (y, updates['batch_stats'])
+
+        return f
+
+    for got, want in zip(
+        jax.value_and_grad(loss(cpu_bn.apply), (0, 1), has_aux=True)(params, x),
+        jax.value_and_grad(loss(reference), (0, 1), has_aux=True)(params, x),
+    ):
+        for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(g, r, atol=2e-5, rtol=1e-5)
+
+    def penalty(apply):
+        return lambda params, x: sum(
+            jnp.sum(d**2) for d in jax.tree.leaves(jax.grad(lambda *a: loss(apply)(*a)[0], (0, 1))(params, x))
+        )
+
+    for g, r in zip(
+        jax.tree.leaves(jax.grad(penalty(cpu_bn.apply), (0, 1))(params, x)),
+        jax.tree.leaves(jax.grad(penalty(reference), (0, 1))(params, x)),
+    ):
+        assert float(jnp.abs(r).max()) > 1e-2
+        np.testing.assert_allclose(g, r, atol=2e-4, rtol=1e-4)
+    frozen = {'params': params, 'batch_stats': stats}
+    eval_flax = nn.BatchNorm(use_running_average=True, epsilon=1e-5).apply(frozen, x)
+    eval_cpu = layers.BatchNorm(use_running_average=True, epsilon=1e-5, relu=relu).apply(frozen, x)
+    np.testing.assert_allclose(eval_cpu, nn.relu(eval_flax) if relu else eval_flax, atol=1e-6, rtol=1e-6)
+
+
+def test_batch_norm_is_the_cpu_form_only_on_cpu(monkeypatch):
+    assert isinstance(layers.batch_norm(True, jnp.float32), layers.BatchNorm)
+    monkeypatch.setattr(layers, 'CONV_IMPL', 'lax')
+    assert isinstance(layers.batch_norm(True, jnp.float32), nn.BatchNorm)
 
 
 def test_max_pool_matches_torch_with_ties():

@@ -95,7 +95,7 @@ def conv_bn_relu(features: int, kernel: int, train: bool, dtype: Any, name: str)
 
     def apply(x):
         x = conv(features, kernel, padding=kernel // 2, dtype=dtype, name=f'{name}_conv')(x)
-        return nn.relu(batch_norm(train, dtype, name=f'{name}_bn')(x))
+        return batch_norm(train, dtype, name=f'{name}_bn', relu=True)(x)
 
     return apply
 

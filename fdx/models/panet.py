@@ -50,7 +50,7 @@ class DecoderUp(nn.Module):
     def __call__(self, x, train: bool = False):
         x = jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
         x = SeparableConv(self.features, dtype=self.dtype, name='sepconv')(x)
-        return nn.relu(batch_norm(train, self.dtype, name='bn')(x))
+        return batch_norm(train, self.dtype, name='bn', relu=True)(x)
 
 
 class GraphReasoning(nn.Module):
@@ -111,7 +111,7 @@ class GuidedAttention(nn.Module):
         gate = conv(3, 3, padding=1, dtype=self.dtype, name='gate_conv3x3')(residual.astype(self.dtype))
         gate = nn.sigmoid(conv(1, 1, dtype=self.dtype, name='gate_conv1x1')(nn.relu(gate)))
         h = conv(features.shape[-1], 1, dtype=self.dtype, name='conv')(features)
-        h = nn.relu(batch_norm(train, self.dtype, name='bn')(h))
+        h = batch_norm(train, self.dtype, name='bn', relu=True)(h)
         return gate * h + nn.Dropout(self.dropout_rate, deterministic=not train)(features)
 
 

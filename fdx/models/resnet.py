@@ -26,12 +26,12 @@ class Bottleneck(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        def conv_bn(y, features, kernel, stride, padding, name, bn_name):
+        def conv_bn(y, features, kernel, stride, padding, name, bn_name, relu=False):
             y = conv(features, kernel, stride, padding, init=self.conv_init, dtype=self.dtype, name=name)(y)
-            return batch_norm(train, self.dtype, bn_name)(y)
+            return batch_norm(train, self.dtype, bn_name, relu=relu)(y)
 
-        y = nn.relu(conv_bn(x, self.width, 1, 1, 0, 'conv1', 'bn1'))
-        y = nn.relu(conv_bn(y, self.width, 3, self.stride, 1, 'conv2', 'bn2'))
+        y = conv_bn(x, self.width, 1, 1, 0, 'conv1', 'bn1', relu=True)
+        y = conv_bn(y, self.width, 3, self.stride, 1, 'conv2', 'bn2', relu=True)
         y = conv_bn(y, 4 * self.width, 1, 1, 0, 'conv3', 'bn3')
         if self.block_attention is not None:
             y = self.block_attention(name='attention')(y, train)
@@ -77,7 +77,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = conv(self.width, 7, 2, 3, init=self.conv_init, dtype=self.dtype, name='conv1')(x.astype(self.dtype))
-        x = nn.relu(batch_norm(train, self.dtype, 'bn1')(x))
+        x = batch_norm(train, self.dtype, 'bn1', relu=True)(x)
         features = {'stem': x}
         x = max_pool(x, 3, 2, 1)
         for i, depth in enumerate(self.stage_sizes):

@@ -59,11 +59,11 @@ class Block(nn.Module):
         else:
             widths = [in_features] * (self.reps - 1) + [self.features]
         y = x
-        for i, width in enumerate(widths):
-            if i > 0 or self.start_with_relu:
-                y = nn.relu(y)
+        if self.start_with_relu:
+            y = nn.relu(y)
+        for i, width in enumerate(widths):  # ReLU → SepConv → BN, the next rep's ReLU fused into this BN
             y = SeparableConv(width, dtype=self.dtype, name=f'sepconv{i + 1}')(y)
-            y = batch_norm(train, self.dtype, name=f'bn{i + 1}')(y)
+            y = batch_norm(train, self.dtype, name=f'bn{i + 1}', relu=i + 1 < len(widths))(y)
         if self.stride != 1:
             y = max_pool(y, 3, self.stride, 1)
         if self.features != in_features or self.stride != 1:
@@ -87,7 +87,7 @@ def apply_layer(name: str, x, train: bool, width: float = 1.0, dtype: Any = jnp.
     if name in ('conv1', 'conv2'):
         stride = 2 if name == 'conv1' else 1
         x = conv(scaled(32 if name == 'conv1' else 64, width), 3, stride, dtype=dtype, name=name)(x)
-        return nn.relu(batch_norm(train, dtype, name=f'bn{name[-1]}')(x))
+        return batch_norm(train, dtype, name=f'bn{name[-1]}', relu=True)(x)
     if name in BLOCKS:
         features, reps, stride, start_with_relu, grow_first = BLOCKS[name]
         return Block(scaled(features, width), reps, stride, start_with_relu, grow_first, dtype=dtype, name=name)(
@@ -95,7 +95,7 @@ def apply_layer(name: str, x, train: bool, width: float = 1.0, dtype: Any = jnp.
         )
     if name in ('conv3', 'conv4'):
         x = SeparableConv(scaled(1536 if name == 'conv3' else 2048, width), dtype=dtype, name=name)(x)
-        return nn.relu(batch_norm(train, dtype, name=f'bn{name[-1]}')(x))
+        return batch_norm(train, dtype, name=f'bn{name[-1]}', relu=True)(x)
     raise ValueError(f'Xception has no layer {name!r} with a feature map; layers are {", ".join(LAYERS[:-1])}')
 
 
