@@ -187,6 +187,40 @@ def test_fast_convolutions_match_lax(kernel, stride, groups, pad, cpu_kernels, m
     assert (layers.cpu_kernels.DEPTHWISE_KERNEL_GRAD in lowered) == (cpu_kernels and groups == 6 and stride == 1)
 
 
+@pytest.mark.parametrize(
+    'shape,features,padding',
+    [((2, 11, 8, 5), 7, ((1, 1), (1, 1))), ((1, 6, 13, 4), 4, ((0, 2), (2, 0))), ((3, 5, 5, 16), 16, ((0, 0),) * 2)],
+)
+def test_winograd_convolution_matches_lax(shape, features, padding):
+    """`winograd_conv` (odd and even sizes, a last tile past the output, asymmetric padding) gives XLA's values."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], features)) / np.sqrt(9 * shape[-1]), jnp.float32)
+    ref = lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    out = layers.winograd_conv(x, w, padding)
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, atol=2e-6 * float(jnp.abs(ref).max()))
+
+
+def test_cpu_convolution_takes_winograd_only_where_it_suits():
+    """Stride-1 3x3 layers run by Winograd with no more input than output channels and at least
+    `WINOGRAD_MIN_TILES` 2x2 output tiles; the kernel gradient is a matmul, the input gradient XLA's convolution."""
+
+    def xla_convolutions(shape, out_channels, stride=1):
+        x, kernel = jnp.ones(shape, jnp.float32), jnp.ones((3, 3, shape[-1], out_channels), jnp.float32)
+        conv = functools.partial(layers.matmul_conv, window_strides=(stride,) * 2, padding=((1, 1), (1, 1)))
+        fn = jax.grad(lambda x: jnp.sum(conv(x, kernel, dimension_numbers=('NHWC', 'HWIO', 'NHWC')) ** 2))
+        return jax.jit(fn).lower(x).as_text().count('stablehlo.convolution')
+
+    enough = (2, 12, 11, 6)  # 2 · 6 · 6 = 72 tiles
+    assert layers.WINOGRAD_MIN_TILES <= 72
+    assert xla_convolutions(enough, 6) == 1 and xla_convolutions(enough, 7) == 1  # the input gradient only
+    assert xla_convolutions(enough, 5) == 2  # more input than output channels
+    assert xla_convolutions(enough, 6, stride=2) == 2
+    few = (1, 7, 7, 6)  # 16 tiles
+    assert layers.WINOGRAD_MIN_TILES > 16 and xla_convolutions(few, 6) == 2
+
+
 @pytest.mark.parametrize('kernel,stride,groups,pad', [(3, 1, 1, 1), (4, 2, 1, 1), (3, 2, 1, 0), (3, 1, 6, 1)])
 @pytest.mark.parametrize('cpu_kernels', [True, False], ids=['cpu_kernels', 'xla_only'])
 def test_fast_convolutions_second_order_gradients_match_lax(kernel, stride, groups, pad, cpu_kernels, monkeypatch):
