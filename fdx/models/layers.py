@@ -268,9 +268,10 @@ def _winograd_suits(x, kernel, strides, padding) -> bool:
     layers whose YNNPACK convolution runs far below its matmul speed; with more input channels, as in 149² × 64 → 32,
     XLA's is faster: 22 ms vs 36 ms at batch 8) and at least `WINOGRAD_MIN_TILES` output tiles (ResNet-50's 7² × 512
     at batch 1, 16 tiles: 1.7 ms vs 2.0 ms; its 14² × 256, 49 tiles: 1.1 vs 0.9 ms)."""
-    square = kernel.shape[:2] == (3, 3) and tuple(strides) == (1, 1)
+    square = kernel.shape[:2] == (3, 3) and tuple(strides) == (1, 1) and all(isinstance(d, int) for d in x.shape[1:])
     (top, bottom), (left, right) = padding
-    tiles = x.shape[0] * -(-(x.shape[1] + top + bottom - 2) // 2) * -(-(x.shape[2] + left + right - 2) // 2)
+    batch = x.shape[0] if isinstance(x.shape[0], int) else WINOGRAD_MIN_TILES  # a symbolic batch (`fdx export`)
+    tiles = batch * -(-(x.shape[1] + top + bottom - 2) // 2) * -(-(x.shape[2] + left + right - 2) // 2)
     suits = square and x.dtype == kernel.dtype == jnp.float32 and kernel.shape[2] <= kernel.shape[3]
     return suits and tiles >= WINOGRAD_MIN_TILES
 
