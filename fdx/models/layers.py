@@ -10,8 +10,9 @@ input than output channels run by Winograd's F(2x2, 3x3) (`winograd_conv`), the 
 ReLU after it) is `BatchNorm`, whose gradient keeps fewer activations and makes fewer passes than autodiff of flax's.
 Each of these gradients has its own custom gradient, so second-order gradients (a gradient penalty) keep the same
 forms. Other backends keep `lax.conv_general_dilated` (cuDNN, TPU) and flax's `nn.BatchNorm`, and `CONV_IMPL`
-overrides the choice. On every backend, max-pooling is the maximum of its window taps with PyTorch's gradient (to the first maximum) as one fusion
-instead of select-and-scatter. All compute the same values as their `lax` counterparts (up to float rounding).
+overrides the choice. On every backend, max-pooling is the maximum of its window taps with PyTorch's gradient (to the
+first maximum) as one fusion instead of select-and-scatter. All compute the same values as their `lax` counterparts
+(up to float rounding).
 """
 
 import functools
@@ -268,12 +269,13 @@ def _winograd_suits(x, kernel, strides, padding) -> bool:
     layers whose YNNPACK convolution runs far below its matmul speed; with more input channels, as in 149² × 64 → 32,
     XLA's is faster: 22 ms vs 36 ms at batch 8) and at least `WINOGRAD_MIN_TILES` output tiles (ResNet-50's 7² × 512
     at batch 1, 16 tiles: 1.7 ms vs 2.0 ms; its 14² × 256, 49 tiles: 1.1 vs 0.9 ms)."""
-    square = kernel.shape[:2] == (3, 3) and tuple(strides) == (1, 1) and all(isinstance(d, int) for d in x.shape[1:])
-    (top, bottom), (left, right) = padding
+    if kernel.shape[:2] != (3, 3) or tuple(strides) != (1, 1) or not x.dtype == kernel.dtype == jnp.float32:
+        return False
+    if kernel.shape[2] > kernel.shape[3] or not all(isinstance(d, int) for d in x.shape[1:]):
+        return False  # narrowing, or symbolic image sizes
     batch = x.shape[0] if isinstance(x.shape[0], int) else WINOGRAD_MIN_TILES  # a symbolic batch (`fdx export`)
-    tiles = batch * -(-(x.shape[1] + top + bottom - 2) // 2) * -(-(x.shape[2] + left + right - 2) // 2)
-    suits = square and x.dtype == kernel.dtype == jnp.float32 and kernel.shape[2] <= kernel.shape[3]
-    return suits and tiles >= WINOGRAD_MIN_TILES
+    _, _, tile_rows, tile_cols = _winograd_tiles(x.shape, padding)
+    return batch * tile_rows * tile_cols >= WINOGRAD_MIN_TILES
 
 
 def _dense_conv(x, kernel, strides, padding, precision):
@@ -287,6 +289,13 @@ def _dense_conv(x, kernel, strides, padding, precision):
 _WINOGRAD_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 _WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
 _WINOGRAD_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+def _winograd_tiles(shape, padding) -> tuple[int, int, int, int]:
+    """The output's height and width and its rows and columns of 2x2 tiles (the last may reach past the output)."""
+    (top, bottom), (left, right) = padding
+    ho, wo = shape[1] + top + bottom - 2, shape[2] + left + right - 2
+    return ho, wo, -(-ho // 2), -(-wo // 2)
 
 
 def _combine(coefficients, arrays):
@@ -304,9 +313,8 @@ def winograd_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding, precision: Any =
     (Xception's conv2, 147² × 32 → 64: 193 ms vs 100 ms) but ResNet-50's 28² × 128 (even). Values within float
     rounding of the direct form (relative error ~1e-6)."""
     n, h, w, c = x.shape
-    (top, bottom), (left, right) = padding
-    ho, wo = h + top + bottom - 2, w + left + right - 2
-    th, tw = -(-ho // 2), -(-wo // 2)  # output tiles; the last row/column of tiles may reach past the output
+    (top, _), (left, _) = padding
+    ho, wo, th, tw = _winograd_tiles(x.shape, padding)
     x = jnp.pad(x, ((0, 0), (top, 2 * th + 2 - h - top), (left, 2 * tw + 2 - w - left), (0, 0)))
     # pixel (i, j) of tile (a, b) is pairs[:, a + i // 2, i % 2, b + j // 2, j % 2]
     pairs = x.reshape(n, th + 1, 2, tw + 1, 2, c)
