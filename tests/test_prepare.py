@@ -1,5 +1,6 @@
 """`fdx prepare` on small trees in the official FF++, Celeb-DF v2 and DFDM layouts, made of real encoded face videos."""
 
+import io
 import json
 from pathlib import Path
 
@@ -140,6 +141,33 @@ def reasons(manifest: dict) -> dict[str, str]:
 def ffpp(tmp_path_factory):
     root = tmp_path_factory.mktemp('ffpp')
     return run_prepare('ffpp', ffpp_tree(root / 'raw'), root / 'data', '--methods', 'Deepfakes'), root
+
+
+@pytest.mark.parametrize('shape', [(320, 320, 3), (37, 53, 3), (1, 1, 3), (64, 48), (1, 7)])
+def test_png_crops_decode_to_the_same_pixels(shape):
+    """`records.encode_png` (fdx's own PNG writer) is lossless for every decoder: OpenCV (libpng), Pillow (which
+    checks every chunk's CRC) and `records.decode_image`; its files of smooth images stay as small as OpenCV's."""
+    from PIL import Image
+
+    rng = np.random.default_rng(sum(shape))
+    smooth = cv2.resize(rng.integers(0, 256, (8, 8) + shape[2:], np.uint8), shape[1::-1], cv2.INTER_CUBIC)
+    noise = rng.integers(0, 256, shape, np.uint8)
+    for image in (noise, noise[::-1, ::-1], smooth.reshape(shape), np.full(shape, 255, np.uint8)):  # views too
+        data = records.encode_png(image)
+        flag = cv2.IMREAD_COLOR_RGB if image.ndim == 3 else cv2.IMREAD_GRAYSCALE
+        np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), flag), image)
+        with Image.open(io.BytesIO(data)) as png:
+            png.verify()
+        with Image.open(io.BytesIO(data)) as png:
+            np.testing.assert_array_equal(np.asarray(png), image)
+        if image.ndim == 3:
+            np.testing.assert_array_equal(records.decode_image(data), image)
+    reference = cv2.imencode('.png', smooth[..., ::-1] if smooth.ndim == 3 else smooth)[1]
+    assert len(records.encode_png(smooth.reshape(shape))) <= 1.05 * len(reference) + 64
+    with pytest.raises(ValueError, match=r'uint8 \[H, W\] or \[H, W, 3\], got float32'):
+        records.encode_png(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match='got uint8 \\[4, 4, 4\\]'):
+        records.encode_png(np.zeros((4, 4, 4), np.uint8))
 
 
 def test_ffpp_labels_splits_and_problems(ffpp):

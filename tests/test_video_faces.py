@@ -84,6 +84,10 @@ def test_read_frames_match_written(videos):
             neighbours = [mad(frame, written[name][j]) for j in (i - 1, i + 1) if 0 <= j < FRAMES]
             assert own < 4.0 and own < 0.5 * min(neighbours), (name, i, own, neighbours)
             assert mad(frame[..., ::-1], written[name][i]) > 3 * own  # RGB, not BGR
+        one_thread = read_frames(root / name, [11, 0, 23, 5, 5], threads=1)  # as `fdx prepare`'s workers decode
+        assert one_thread.read == FRAMES and sorted(one_thread.frames) == [0, 5, 11, 23]
+        for i, frame in one_thread.frames.items():
+            np.testing.assert_array_equal(frame, result.frames[i])
 
 
 def test_read_frames_stops_after_last_wanted(videos):

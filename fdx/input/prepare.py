@@ -97,15 +97,21 @@ def extracted(cache: Path, job: layouts.VideoJob) -> bool:
 
 
 def extract_video(
-    job: layouts.VideoJob, qualities: Sequence[str], options: Options, detector: faces.FaceDetector, out: Path
+    job: layouts.VideoJob,
+    qualities: Sequence[str],
+    options: Options,
+    detector: faces.FaceDetector,
+    out: Path,
+    decode_threads: int = 0,
 ) -> dict[str, Any]:
-    """Crops of one video into `out` (created atomically); returns its meta (records, or an `error`)."""
+    """Crops of one video into `out` (created atomically); returns its meta (records, or an `error`).
+    `decode_threads`: `video.read_frames`'s."""
     tmp = out.with_name(out.name + '.tmp')
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     meta = {'video_id': job.video_id, 'records': [], 'dropped': [], 'warnings': []}
     try:
-        meta['records'] = _extract(job, qualities, options, detector, tmp, meta)
+        meta['records'] = _extract(job, qualities, options, detector, tmp, meta, decode_threads)
     except video.VideoError as e:
         meta['error'] = str(e)
     (tmp / 'meta.json').write_text(json.dumps(meta))
@@ -114,7 +120,7 @@ def extract_video(
     return meta
 
 
-def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[dict[str, Any]]:
+def _extract(job, qualities, options, detector, tmp: Path, meta: dict, decode_threads: int) -> list[dict[str, Any]]:
     missing = [q for q in qualities if q not in job.paths]
     if missing:
         raise video.VideoError(job.video_id, f'missing qualities {", ".join(missing)}')
@@ -129,11 +135,11 @@ def _extract(job, qualities, options, detector, tmp: Path, meta: dict) -> list[d
         run_length=options.run_length,
         max_frames=options.max_frames,
     )
-    decoded = {q: video.read_frames(job.paths[q], indices).frames for q in qualities}
+    decoded = {q: video.read_frames(job.paths[q], indices, decode_threads).frames for q in qualities}
     masks = {}
     if job.mask is not None:
         try:
-            masks = video.read_frames(job.mask, indices).frames
+            masks = video.read_frames(job.mask, indices, decode_threads).frames
         except video.VideoError as e:
             meta['warnings'].append(f'mask video unusable ({e.reason}); records have no mask')
     out = []
@@ -262,7 +268,7 @@ def _work(args) -> None:
     global _detector
     if _detector is None or _detector.detect_size != args[2].detect_size:
         _detector = faces.DlibDetector(detect_size=args[2].detect_size)
-    extract_video(*args[:3], _detector, args[3])
+    extract_video(*args[:3], _detector, *args[3:])
 
 
 def extract_all(
@@ -271,7 +277,9 @@ def extract_all(
     """Extracts every job not yet in `cache` (in parallel); returns the metas of all jobs."""
     cache.mkdir(parents=True, exist_ok=True)
     todo = [job for job in layout.jobs if not extracted(cache, job)]
-    args = [(job, layout.qualities, options, cache / safe_name(job.video_id)) for job in todo]
+    parallel = workers > 1 and len(todo) > 1
+    # each worker process decodes on a core of its own: one decoder thread (OpenCV's default is one per core)
+    args = [(job, layout.qualities, options, cache / safe_name(job.video_id), int(parallel)) for job in todo]
     bar = tqdm(
         total=len(layout.jobs),
         initial=len(layout.jobs) - len(todo),
@@ -279,7 +287,7 @@ def extract_all(
         disable=not progress,
         desc=f'extracting {layout.dataset}',
     )
-    if workers > 1 and len(args) > 1:
+    if parallel:
         with multiprocessing.get_context('spawn').Pool(workers) as pool:
             for _ in pool.imap_unordered(_work, args):
                 bar.update()

@@ -22,12 +22,15 @@ Keys of a record (as `tfds.data_source` returns it):
 """
 
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 import cv2
 import numpy as np
+from isal import isal_zlib
 
 NUM_LANDMARKS = 68
 
@@ -55,13 +58,42 @@ def decode_mask(data: bytes, shape: tuple[int, int]) -> np.ndarray:
 
 
 def encode_image(rgb: np.ndarray, fmt: str = 'png', quality: int = 95) -> bytes:
-    """uint8 RGB → PNG or JPEG bytes."""
+    """uint8 RGB [H, W, 3] (or grayscale [H, W]) → PNG (`encode_png`) or JPEG bytes."""
+    if fmt == 'png':
+        return encode_png(rgb)
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt in ('jpg', 'jpeg') else []
-    ok, data = cv2.imencode(f'.{fmt}', bgr, params)
+    ok, data = cv2.imencode(f'.{fmt}', bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f'cannot encode a {rgb.shape} image as {fmt}')
     return data.tobytes()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 RGB [H, W, 3] or grayscale [H, W] → 8-bit PNG bytes: every row 'Up'-filtered (PNG spec, filter type 2:
+    each byte minus the one above it), the rows deflated by ISA-L at level 1. Lossless like any PNG; on face crops
+    ~5× faster than `cv2.imencode`'s fastest setting (libpng, zlib level 1), its files smaller and decoded as fast
+    (README, performance)."""
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f'PNG crops are uint8 [H, W] or [H, W, 3], got {image.dtype} {list(image.shape)}')
+    height, width = image.shape[:2]
+    rows = image.reshape(height, -1)
+    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack('>IIBBBBB', width, height, 8, 2 if image.ndim == 3 else 0, 0, 0, 0)
+    return b''.join(
+        (
+            b'\x89PNG\r\n\x1a\n',
+            _png_chunk(b'IHDR', header),
+            _png_chunk(b'IDAT', isal_zlib.compress(filtered.tobytes(), 1)),
+            _png_chunk(b'IEND', b''),
+        )
+    )
 
 
 @dataclass

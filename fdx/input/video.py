@@ -50,13 +50,13 @@ class Frames(NamedTuple):
         return len(self.frames) < self.wanted
 
 
-def _open(path: str | Path) -> cv2.VideoCapture:
+def _open(path: str | Path, threads: int = 0) -> cv2.VideoCapture:
     path = Path(path)
     if not path.is_file():
         raise VideoError(path, 'no such file')
     if path.stat().st_size == 0:
         raise VideoError(path, 'zero-length file')
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not capture.isOpened():
         capture.release()
         raise VideoError(path, 'cannot open')
@@ -123,19 +123,20 @@ def sample_indices(
     return (starts[:, None] + np.arange(run_length)).ravel().tolist()
 
 
-def read_frames(path: str | Path, indices) -> Frames:
+def read_frames(path: str | Path, indices, threads: int = 0) -> Frames:
     """Decode the frames at `indices` (uint8 RGB [H, W, 3]) reading forward from the start; stops after the last.
 
     A file that ends early gives the frames it reached (see `Frames.truncated`); VideoError only when none of the
     wanted frames was decoded ('no frames decoded' for a file without any, else 'truncated: …'). No indices: nothing
-    is opened.
+    is opened. `threads`: the decoder's threads (0: OpenCV's choice, one per core); processes that each decode
+    their own videos on a core of their own (`fdx prepare --workers`) take 1.
     """
     wanted = sorted({int(i) for i in indices})
     if not wanted:
         return Frames({}, 0, 0)
     if wanted[0] < 0:
         raise ValueError(f'negative frame index {wanted[0]}')
-    capture = _open(path)
+    capture = _open(path, threads)
     reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     frames, read, keep = {}, 0, set(wanted)
     try:
@@ -170,7 +171,19 @@ def require_ffmpeg(purpose: str) -> str:
 def h264_args(crf: int) -> list[str]:
     """ffmpeg output options: libx264 at `crf` on one thread (bytes independent of the core count), yuv420p, every
     frame kept."""
-    return ['-an', '-c:v', 'libx264', '-threads', '1', '-crf', str(crf), '-pix_fmt', 'yuv420p', '-fps_mode', 'passthrough']
+    return [
+        '-an',
+        '-c:v',
+        'libx264',
+        '-threads',
+        '1',
+        '-crf',
+        str(crf),
+        '-pix_fmt',
+        'yuv420p',
+        '-fps_mode',
+        'passthrough',
+    ]
 
 
 def rawvideo_input_args(width: int, height: int, fps: float) -> list[str]:
