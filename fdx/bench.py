@@ -356,8 +356,9 @@ def torch_step(
 
 
 def serve_torch() -> None:
-    """The child side of `TorchProcess`: reads the `torch_step` arguments, then runs one step per 'step' message and
-    answers (wall seconds, CPU seconds); pickles over stdin/stdout (anything else printed goes to stderr)."""
+    """The child side of `TorchProcess`: reads the `torch_step` arguments, then per message N (until 'stop') runs N
+    steps back to back and answers their mean (wall seconds, CPU seconds); pickles over stdin/stdout (anything else
+    printed goes to stderr)."""
     replies = os.fdopen(os.dup(1), 'wb')
     os.dup2(2, 1)
     requests = sys.stdin.buffer
@@ -369,10 +370,10 @@ def serve_torch() -> None:
         raise
     pickle.dump('ready', replies)
     replies.flush()
-    while pickle.load(requests) == 'step':
+    while (calls := pickle.load(requests)) != 'stop':
         cpu = time.process_time()
-        seconds = timed(step)
-        pickle.dump((seconds, time.process_time() - cpu), replies)
+        seconds = timed(lambda: [step() for _ in range(calls)])
+        pickle.dump((seconds / calls, (time.process_time() - cpu) / calls), replies)
         replies.flush()
 
 
@@ -400,8 +401,9 @@ class TorchProcess:
         except EOFError:
             raise RuntimeError(f'bench: the PyTorch process exited with code {self.process.wait()}') from None
 
-    def step(self) -> tuple[float, float]:
-        self._send('step')
+    def step(self, calls: int = 1) -> tuple[float, float]:
+        """(wall, CPU) seconds per step of `calls` steps run back to back."""
+        self._send(calls)
         return self._receive()
 
     def close(self) -> None:
@@ -424,6 +426,8 @@ def bench_step(args) -> dict[str, Any]:
         config.batch_size = args.batch or config.batch_size
         config.model.dtype = DTYPES[args.dtype] if args.dtype else config.model.get('dtype', 'float32')
         config.init = ()  # timing does not need pretrained weights
+    if args.calls < 1:
+        raise ValueError(f'--calls must be >= 1 (calls per timed run), got {args.calls}')
     threads = pin_threads(args.threads)
     layers.CONV_IMPL = args.conv
     batch_size = config.batch_size
@@ -438,6 +442,8 @@ def bench_step(args) -> dict[str, Any]:
         'size': size,
         'dtype': config.model.get('dtype', 'float32'),
         'threads': threads,
+        'calls': args.calls,
+        'pause_s': args.pause,
         'conv': args.conv,
         'cpu_kernels': cpu_kernels_status(),
         'machine': machine(),
@@ -456,9 +462,9 @@ def bench_step(args) -> dict[str, Any]:
                 holder['state'], metrics = compiled(holder['state'], global_batch)
                 jax.block_until_ready((holder['state'], metrics))
 
-        def fdx_timed():
+        def fdx_timed(calls: int = 1):
             cpu = time.process_time()
-            return timed(fdx_step), time.process_time() - cpu
+            return timed(lambda: [fdx_step() for _ in range(calls)]) / calls, (time.process_time() - cpu) / calls
 
         runs = {'fdx': fdx_timed}
         torch_processes = {}
@@ -482,7 +488,7 @@ def bench_step(args) -> dict[str, Any]:
         for _ in range(args.repeats):  # alternating, so drifts of the machine hit all alike
             for name, fn in runs.items():
                 time.sleep(args.pause)  # the other runtime's spinning worker threads go idle
-                wall, cpu = fn()
+                wall, cpu = fn(args.calls)
                 seconds[name].append(wall)
                 cpu_seconds[name].append(cpu)
         for process in torch_processes.values():
@@ -540,6 +546,8 @@ def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ('arch', f'{result["arch"]}, batch {result["batch"]}, {result["size"]}px, {result["dtype"]}'),
         ('threads', str(result['threads'])),
+        *[('timed run', f'{result.get("calls")} call(s) back to back, after {result.get("pause_s")} s idle')]
+        * ('calls' in result),
         *[('CPU kernels', result['cpu_kernels'])] * ('cpu_kernels' in result),
         ('compile', f'{result["compile_s"]:.1f} s (lowering {result["lower_s"]:.1f} s)'),
         (
@@ -884,6 +892,13 @@ def parser() -> argparse.ArgumentParser:
         step.add_argument('--warmup', type=int, default=2)
         step.add_argument('--repeats', type=int, default=10)
         step.add_argument('--pause', type=float, default=0.5, help='seconds of idle before each timed run')
+        step.add_argument(
+            '--calls',
+            type=int,
+            default=1,
+            help='calls per timed run, back to back, timed as their mean: 1 (default) times one call after the '
+            'pause (a request after idle), more a stream (the frames of a video)',
+        )
         step.add_argument('--profile', metavar='DIR', help='then trace 3 runs with jax.profiler into DIR; time per op')
         step.add_argument('--peak', action='store_true', help='also measure matmul FLOP/s: the fraction of peak')
 

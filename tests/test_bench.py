@@ -42,18 +42,24 @@ def test_step_of_a_method_config_and_profile(capsys, tmp_path):
     assert sum(profile['kinds'].values()) == pytest.approx(profile['op_seconds_per_step'])
 
 
-@pytest.mark.parametrize(('command', 'setups'), [('step', None), ('predict', 'eager,amp+channels_last')])
-def test_vs_torch(command, setups, capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize(('command', 'setups', 'calls'), [('step', None, 1), ('predict', 'eager,amp+channels_last', 3)])
+def test_vs_torch(command, setups, calls, capsys, tmp_path, monkeypatch):
     """A narrow one-bottleneck-per-stage ResNet against timm's, with the same layers: the train step (PyTorch eager),
     or the eval-mode forward (torch under inference_mode, eager and bf16 autocast in channels-last, each in its own
-    child process) with the fraction of matmul peak."""
+    child process) with the fraction of matmul peak and each timed run 3 calls back to back."""
     timm_kwargs = {'layers': (1, 1, 1, 1), 'channels': (16, 32, 64, 128), 'stem_width': 16}
     tiny = ('resnet', {'stage_sizes': (1, 1, 1, 1), 'width': 16}, 'resnet50', timm_kwargs)
     monkeypatch.setitem(bench.ARCHS, 'tiny_resnet', tiny)
+    waits = []
+    block_until_ready = jax.block_until_ready
+    monkeypatch.setattr(jax, 'block_until_ready', lambda x: waits.append(1) or block_until_ready(x))
     result, table = run(
         capsys, tmp_path, command, '--arch', 'tiny_resnet', '--batch', '2', '--size', '32', '--warmup', '1',
-        '--repeats', '2', '--vs-torch', *([setups] if setups else []), *(['--peak'] if command == 'predict' else []),
+        '--repeats', '2', '--calls', str(calls), '--vs-torch', *([setups] if setups else []),
+        *(['--peak'] if command == 'predict' else []),
     )  # fmt: skip
+    assert len(waits) == 1 + 2 * calls and result['calls'] == calls  # the warmup call, then 2 runs of `calls`
+    assert f'{calls} call(s) back to back, after 0.5 s idle' in table
     labels = setups.split(',') if setups else ['eager']
     assert list(result['torch']) == list(result['speedup_vs_torch']) == labels and result['torch_device'] == 'cpu'
     for label in labels:
@@ -322,6 +328,8 @@ def test_bad_inputs_get_one_line_errors_naming_them(tmp_path, capsys):
         bench.main(['summary', str(other)])
     with pytest.raises(ValueError, match='missing.json: not a readable JSON file'):
         bench.main(['summary', str(tmp_path / 'missing.json')])
+    with pytest.raises(ValueError, match='--calls must be >= 1 .*got 0'):
+        bench.main(['predict', '--arch', 'resnet50', '--calls', '0'])
     with pytest.raises(SystemExit):
         bench.main(['step', '--arch', 'resnet50', '--vs-torch', 'amp+fast'])
     assert "--vs-torch: unknown setup 'amp+fast': 'eager' or any of" in capsys.readouterr().err
