@@ -546,7 +546,7 @@ def step_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ('arch', f'{result["arch"]}, batch {result["batch"]}, {result["size"]}px, {result["dtype"]}'),
         ('threads', str(result['threads'])),
-        *[('timed run', f'{result.get("calls")} call(s) back to back, after {result.get("pause_s")} s idle')]
+        *[('timed run', f'{result["calls"]} call(s) back to back, after {result["pause_s"]} s idle')]
         * ('calls' in result),
         *[('CPU kernels', result['cpu_kernels'])] * ('cpu_kernels' in result),
         ('compile', f'{result["compile_s"]:.1f} s (lowering {result["lower_s"]:.1f} s)'),
